@@ -1,0 +1,5 @@
+"""Turning CTC posteriors into text."""
+
+from .greedy import DecodedUtterance, greedy_decode
+
+__all__ = ["DecodedUtterance", "greedy_decode"]

@@ -1,0 +1,63 @@
+# Two commands on a fresh machine: `make demo` and `make test`. Both set up everything they need.
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+AI2TEXT := $(VENV)/bin/ai2text
+STAMP := $(VENV)/.installed
+SUDO := $(shell [ "$$(id -u)" = "0" ] || echo sudo)
+SYSTEM_TOOLS := espeak-ng ffmpeg sox
+DEMO_DATA := data/demo
+DEMO_SET := data/processed/demo
+DEMO_RUN := runs/demo
+export HF_HUB_OFFLINE := 1
+export TOKENIZERS_PARALLELISM := false
+
+.PHONY: install system-deps demo test test-slow lint bench clean
+
+install: $(STAMP)
+
+$(STAMP): setup.cfg pyproject.toml
+	python3 -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check -e '.[dev]'
+	touch $(STAMP)
+
+# Debian packages the product uses: espeak-ng (synthetic corpus), ffmpeg (the transformers
+# pipeline decodes file paths with it), sox.
+system-deps:
+	@missing=""; for tool in $(SYSTEM_TOOLS); do command -v $$tool >/dev/null || missing="$$missing $$tool"; done; \
+	if [ -n "$$missing" ]; then \
+		echo "Installing Debian packages:$$missing"; \
+		$(SUDO) apt-get update -qq && $(SUDO) DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	fi
+
+$(DEMO_DATA)/metadata.csv: | install system-deps
+	$(AI2TEXT) synth --output $(DEMO_DATA)
+
+$(DEMO_SET)/manifest.json: $(DEMO_DATA)/metadata.csv
+	$(AI2TEXT) prepare --csv $(DEMO_DATA)/metadata.csv --output $(DEMO_SET) --overwrite
+
+$(DEMO_RUN)/model/config.json: $(DEMO_SET)/manifest.json recipes/demo-cpu.yaml
+	rm -rf $(DEMO_RUN)
+	$(AI2TEXT) train --recipe recipes/demo-cpu.yaml --dataset $(DEMO_SET) --output-dir $(DEMO_RUN)
+
+demo: install system-deps $(DEMO_RUN)/model/config.json
+	$(AI2TEXT) evaluate --model $(DEMO_RUN)/model --dataset $(DEMO_SET) --split test
+	$(AI2TEXT) transcribe --model $(DEMO_RUN)/model --json $$(ls $(DEMO_DATA)/wavs/test/*.wav | head -n 2)
+	@echo
+	@echo "The demo model is in: $(DEMO_RUN)/model"
+
+test: install system-deps
+	$(PY) -m pytest -q -m "not slow"
+
+# pytest exits 5 when no test is selected; that is not a failure here.
+test-slow: install system-deps
+	$(PY) -m pytest -q -m slow || [ $$? -eq 5 ]
+
+lint: install
+	$(VENV)/bin/ruff check ai2text_hf tests scripts benchmarks
+
+bench: install system-deps
+	$(PY) -m benchmarks.run_all
+
+clean:
+	rm -rf $(VENV) build *.egg-info .cache

@@ -1,0 +1,124 @@
+"""Configuration of the AI2Text CTC encoder.
+
+This file travels to the Hub next to the weights (``trust_remote_code``), so it imports only
+transformers.
+"""
+
+from __future__ import annotations
+
+from transformers import PretrainedConfig
+
+BLOCK_TYPES = ("conformer", "transformer")
+
+
+class AI2TextConfig(PretrainedConfig):
+    """Hyperparameters of :class:`AI2TextForCTC`.
+
+    The names follow the training guide's recipe keys (``d_model``, ``num_encoder_layers``,
+    ``num_heads``, ``d_ff``, ``dropout``, ``n_mels``) so a recipe maps onto the config one to one.
+
+    Args:
+        vocab_size: output classes including the CTC blank (which is ``pad_token_id``).
+        d_model: width of the encoder.
+        num_encoder_layers: number of encoder blocks.
+        num_heads: attention heads per block.
+        d_ff: hidden width of the feed-forward modules.
+        dropout: dropout on residual branches and before the CTC head.
+        attention_dropout: dropout on attention weights.
+        n_mels: number of log-mel bins the feature extractor produces.
+        hop_length: feature hop in samples; with ``subsampling_factor`` it fixes the logit rate.
+        block_type: ``"conformer"`` (macaron FF + attention + convolution) or ``"transformer"``
+            (the guide's plain pre-norm encoder).
+        conv_kernel_size: depthwise convolution kernel of the Conformer convolution module.
+        subsampling_factor: time reduction of the convolutional front end (4: two stride-2 convs).
+        subsampling_channels: channels of the convolutional front end.
+        rope_theta: base of the rotary position embedding used in self-attention.
+        ctc_loss_reduction: ``"mean"`` (per-target-length mean, as torch) or ``"sum"``.
+        ctc_zero_infinity: zero infinite losses (labels longer than the logits) instead of NaN gradients.
+        apply_spec_augment: SpecAugment on the input features, training mode only.
+        num_freq_masks / freq_mask_width: frequency masks per utterance and their maximum width (bins).
+        num_time_masks / time_mask_max_ratio: time masks per utterance and the maximum width of each as
+            a share of the utterance's length.
+    """
+
+    model_type = "ai2text_ctc"
+
+    def __init__(
+        self,
+        vocab_size: int = 96,
+        d_model: int = 176,
+        num_encoder_layers: int = 6,
+        num_heads: int = 4,
+        d_ff: int = 704,
+        dropout: float = 0.1,
+        attention_dropout: float = 0.0,
+        n_mels: int = 80,
+        hop_length: int = 160,
+        sample_rate: int = 16000,
+        block_type: str = "conformer",
+        conv_kernel_size: int = 15,
+        subsampling_factor: int = 4,
+        subsampling_channels: int = 128,
+        rope_theta: float = 10000.0,
+        layer_norm_eps: float = 1e-5,
+        initializer_range: float = 0.02,
+        ctc_loss_reduction: str = "mean",
+        ctc_zero_infinity: bool = True,
+        apply_spec_augment: bool = True,
+        num_freq_masks: int = 2,
+        freq_mask_width: int = 15,
+        num_time_masks: int = 5,
+        time_mask_max_ratio: float = 0.05,
+        pad_token_id: int = 0,
+        **kwargs,
+    ):
+        if block_type not in BLOCK_TYPES:
+            raise ValueError(f"block_type must be one of {BLOCK_TYPES}, got {block_type!r}")
+        if d_model % num_heads:
+            raise ValueError(f"d_model ({d_model}) must be divisible by num_heads ({num_heads})")
+        if (d_model // num_heads) % 2:
+            raise ValueError("d_model / num_heads must be even for rotary position embeddings")
+        if subsampling_factor not in (2, 4, 8):
+            raise ValueError(f"subsampling_factor must be 2, 4 or 8, got {subsampling_factor}")
+        if conv_kernel_size % 2 == 0:
+            raise ValueError(f"conv_kernel_size must be odd to keep frames aligned, got {conv_kernel_size}")
+        self.vocab_size = vocab_size
+        self.d_model = d_model
+        self.num_encoder_layers = num_encoder_layers
+        self.num_heads = num_heads
+        self.d_ff = d_ff
+        self.dropout = dropout
+        self.attention_dropout = attention_dropout
+        self.n_mels = n_mels
+        self.hop_length = hop_length
+        self.sample_rate = sample_rate
+        self.block_type = block_type
+        self.conv_kernel_size = conv_kernel_size
+        self.subsampling_factor = subsampling_factor
+        self.subsampling_channels = subsampling_channels
+        self.rope_theta = rope_theta
+        self.layer_norm_eps = layer_norm_eps
+        self.initializer_range = initializer_range
+        self.ctc_loss_reduction = ctc_loss_reduction
+        self.ctc_zero_infinity = ctc_zero_infinity
+        self.apply_spec_augment = apply_spec_augment
+        self.num_freq_masks = num_freq_masks
+        self.freq_mask_width = freq_mask_width
+        self.num_time_masks = num_time_masks
+        self.time_mask_max_ratio = time_mask_max_ratio
+        kwargs.pop("inputs_to_logits_ratio", None)  # derived, never stored
+        super().__init__(pad_token_id=pad_token_id, **kwargs)
+
+    @property
+    def inputs_to_logits_ratio(self) -> int:
+        """Audio samples per output frame.
+
+        The ASR pipeline reads this to convert chunk strides and timestamps between samples and
+        logits; deriving it keeps it from ever disagreeing with the architecture.
+        """
+        return self.hop_length * self.subsampling_factor
+
+    @property
+    def hidden_size(self) -> int:
+        """Alias used by generic transformers utilities."""
+        return self.d_model

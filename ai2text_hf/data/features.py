@@ -1,0 +1,29 @@
+"""Checks that a prepared dataset's features are the ones a model expects."""
+
+from __future__ import annotations
+
+from typing import Any
+
+# Settings that change the features' meaning; anything else (e.g. processor_class) may differ.
+FEATURE_KEYS = ("feature_size", "sampling_rate", "n_fft", "win_length", "hop_length", "f_min", "f_max", "normalize")
+
+
+def feature_mismatches(dataset_settings: dict[str, Any], model_settings: dict[str, Any]) -> list[str]:
+    """Human-readable differences between two feature-extractor setting dicts."""
+    problems = []
+    for key in FEATURE_KEYS:
+        if key in dataset_settings and key in model_settings and dataset_settings[key] != model_settings[key]:
+            problems.append(f"{key}: dataset {dataset_settings[key]!r} vs model {model_settings[key]!r}")
+    return problems
+
+
+def assert_features_match(dataset_settings: dict[str, Any], model_settings: dict[str, Any], dataset_dir: str) -> None:
+    """Stop with a clear message when the dataset was prepared with other feature settings."""
+    problems = feature_mismatches(dataset_settings, model_settings)
+    if problems:
+        raise ValueError(
+            f"The features in {dataset_dir} were computed with other settings than the model uses ("
+            + "; ".join(problems)
+            + "). Prepare the data again with the model's settings (ai2text prepare ... with matching "
+            "--n-mels/--hop-length/...), or train with a recipe whose feature keys match the dataset."
+        )

@@ -1,0 +1,88 @@
+"""Transcribing audio files and feature batches with a trained model folder.
+
+Files are decoded by our own loader (soundfile + soxr), not ffmpeg, so the CLI needs no external
+binary and resampling is the same as in data preparation.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .data.audio import load_audio
+from .decoding import DecodedUtterance, greedy_decode
+from .feature_extraction_ai2text import AI2TextFeatureExtractor
+from .modeling_ai2text import AI2TextForCTC
+from .tokenization_ai2text import AI2TextTokenizer
+
+
+def duration_batches(durations: Sequence[float], max_batch_seconds: float) -> Iterator[list[int]]:
+    """Indices grouped by similar duration so long and short inputs don't pad each other."""
+    order = np.argsort(np.asarray(durations), kind="stable")
+    batch: list[int] = []
+    for index in order.tolist():
+        if batch and durations[index] * (len(batch) + 1) > max_batch_seconds:
+            yield batch
+            batch = []
+        batch.append(index)
+    if batch:
+        yield batch
+
+
+class Transcriber:
+    """A loaded model folder: greedy transcription with word timestamps.
+
+    Args:
+        model_dir: a folder written by training (``runs/<name>/model``) or ``save_pretrained``.
+        device: torch device; CUDA when available by default.
+        max_batch_seconds: audio per forward pass when transcribing many inputs.
+    """
+
+    def __init__(self, model_dir: str | Path, device: str | None = None, max_batch_seconds: float = 240.0):
+        model_dir = Path(model_dir)
+        if not (model_dir / "config.json").is_file():
+            raise FileNotFoundError(
+                f"{model_dir} is not a model folder (no config.json). Point --model at runs/<name>/model."
+            )
+        self.model_dir = model_dir
+        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        self.model = AI2TextForCTC.from_pretrained(str(model_dir)).to(self.device).eval()
+        self.feature_extractor = AI2TextFeatureExtractor.from_pretrained(str(model_dir))
+        self.tokenizer = AI2TextTokenizer.from_pretrained(str(model_dir))
+        self.max_batch_seconds = max_batch_seconds
+        self.seconds_per_frame = self.model.config.inputs_to_logits_ratio / self.feature_extractor.sampling_rate
+
+    @torch.inference_mode()
+    def decode_features(self, features: Sequence[np.ndarray], word_timestamps: bool = True) -> list[DecodedUtterance]:
+        """Decode one batch of unpadded (frames, mels) feature arrays."""
+        tensors = [torch.as_tensor(np.asarray(f, dtype=np.float32)) for f in features]
+        lengths = torch.tensor([t.shape[0] for t in tensors])
+        batch = torch.nn.utils.rnn.pad_sequence(tensors, batch_first=True, padding_value=self.feature_extractor.padding_value)
+        mask = torch.arange(batch.shape[1])[None, :] < lengths[:, None]
+        logits = self.model(input_features=batch.to(self.device), attention_mask=mask.to(self.device)).logits
+        out_lengths = self.model._get_feat_extract_output_lengths(lengths)
+        return greedy_decode(logits, out_lengths, self.tokenizer, self.seconds_per_frame, word_timestamps)
+
+    def transcribe_arrays(self, waveforms: Sequence[np.ndarray], word_timestamps: bool = True) -> list[DecodedUtterance]:
+        """Transcribe 16 kHz mono float waveforms, batched by duration."""
+        sr = self.feature_extractor.sampling_rate
+        durations = [len(w) / sr for w in waveforms]
+        results: list[DecodedUtterance | None] = [None] * len(waveforms)
+        for batch in duration_batches(durations, self.max_batch_seconds):
+            features = self.feature_extractor([waveforms[i] for i in batch], sampling_rate=sr, padding=False)
+            for index, decoded in zip(batch, self.decode_features(features["input_features"], word_timestamps)):
+                results[index] = decoded
+        return results  # type: ignore[return-value]
+
+    def transcribe_batch(self, files: Sequence[str | Path], word_timestamps: bool = True) -> list[dict]:
+        """``[{"file", "text", "duration", "words": [{"word", "start", "end"}]}]``, one per file."""
+        waveforms = [load_audio(f, self.feature_extractor.sampling_rate)[0] for f in files]
+        decoded = self.transcribe_arrays(waveforms, word_timestamps)
+        sr = self.feature_extractor.sampling_rate
+        return [
+            {"file": str(f), "text": d.text, "duration": round(len(w) / sr, 3), "words": d.words}
+            for f, w, d in zip(files, waveforms, decoded)
+        ]

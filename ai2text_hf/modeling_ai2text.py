@@ -1,0 +1,308 @@
+"""AI2Text CTC encoder: convolutional subsampling + Conformer (or Transformer) blocks + CTC head.
+
+Travels to the Hub next to the weights (``trust_remote_code``): it imports only torch,
+transformers and, with a single-dot import, its configuration.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers import PreTrainedModel
+from transformers.modeling_layers import GradientCheckpointingLayer
+from transformers.modeling_outputs import CausalLMOutput
+
+from .configuration_ai2text import AI2TextConfig
+
+
+def _conv_out_lengths(lengths: torch.Tensor, num_convs: int) -> torch.Tensor:
+    """Lengths after ``num_convs`` kernel-3, stride-2, padding-1 convolutions (ceil halving)."""
+    for _ in range(num_convs):
+        lengths = torch.div(lengths + 1, 2, rounding_mode="floor")
+    return lengths
+
+
+def _lengths_to_mask(lengths: torch.Tensor, max_len: int) -> torch.Tensor:
+    return torch.arange(max_len, device=lengths.device)[None, :] < lengths[:, None]
+
+
+class ConvSubsampling(nn.Module):
+    """Stride-2 Conv2d stack over (time, mel) that cuts the frame rate by ``subsampling_factor``.
+
+    Each conv's output is zeroed past the utterance end before the next conv, so a padded batch
+    sees exactly what a lone utterance sees (its own zero padding).
+    """
+
+    def __init__(self, config: AI2TextConfig):
+        super().__init__()
+        self.num_convs = {2: 1, 4: 2, 8: 3}[config.subsampling_factor]
+        channels = config.subsampling_channels
+        self.convs = nn.ModuleList(
+            nn.Conv2d(1 if i == 0 else channels, channels, kernel_size=3, stride=2, padding=1)
+            for i in range(self.num_convs)
+        )
+        freq = config.n_mels
+        for _ in range(self.num_convs):
+            freq = (freq + 1) // 2
+        self.out = nn.Linear(channels * freq, config.d_model)
+
+    def forward(self, features: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        x = features.unsqueeze(1)  # (batch, 1, time, mel)
+        for conv in self.convs:
+            x = F.silu(conv(x))
+            lengths = _conv_out_lengths(lengths, 1)
+            mask = _lengths_to_mask(lengths, x.shape[2])
+            x = x * mask[:, None, :, None].to(x.dtype)
+        batch, channels, time, freq = x.shape
+        x = self.out(x.permute(0, 2, 1, 3).reshape(batch, time, channels * freq))
+        return x, lengths
+
+
+class RotaryEmbedding(nn.Module):
+    """Rotary position embedding: relative positions that work with fused SDPA kernels."""
+
+    def __init__(self, head_dim: int, theta: float):
+        super().__init__()
+        inv_freq = 1.0 / (theta ** (torch.arange(0, head_dim, 2, dtype=torch.float32) / head_dim))
+        self.register_buffer("inv_freq", inv_freq, persistent=False)
+
+    def forward(self, length: int, device: torch.device, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+        positions = torch.arange(length, device=device, dtype=torch.float32)
+        freqs = torch.outer(positions, self.inv_freq.to(device))
+        emb = torch.cat((freqs, freqs), dim=-1)
+        return emb.cos().to(dtype), emb.sin().to(dtype)
+
+
+def _rotate_half(x: torch.Tensor) -> torch.Tensor:
+    x1, x2 = x.chunk(2, dim=-1)
+    return torch.cat((-x2, x1), dim=-1)
+
+
+class SelfAttention(nn.Module):
+    """Multi-head self-attention with RoPE on ``F.scaled_dot_product_attention``; padded keys masked."""
+
+    def __init__(self, config: AI2TextConfig):
+        super().__init__()
+        self.num_heads = config.num_heads
+        self.head_dim = config.d_model // config.num_heads
+        self.qkv = nn.Linear(config.d_model, 3 * config.d_model)
+        self.out = nn.Linear(config.d_model, config.d_model)
+        self.attention_dropout = config.attention_dropout
+
+    def forward(
+        self, x: torch.Tensor, attn_mask: torch.Tensor | None, rope: tuple[torch.Tensor, torch.Tensor]
+    ) -> torch.Tensor:
+        batch, time, _ = x.shape
+        q, k, v = self.qkv(x).view(batch, time, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
+        cos, sin = rope
+        q = q * cos + _rotate_half(q) * sin
+        k = k * cos + _rotate_half(k) * sin
+        out = F.scaled_dot_product_attention(
+            q, k, v, attn_mask=attn_mask, dropout_p=self.attention_dropout if self.training else 0.0
+        )
+        return self.out(out.transpose(1, 2).reshape(batch, time, -1))
+
+
+class FeedForward(nn.Module):
+    def __init__(self, config: AI2TextConfig):
+        super().__init__()
+        self.norm = nn.LayerNorm(config.d_model, eps=config.layer_norm_eps)
+        self.up = nn.Linear(config.d_model, config.d_ff)
+        self.down = nn.Linear(config.d_ff, config.d_model)
+        self.dropout = nn.Dropout(config.dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.dropout(self.down(self.dropout(F.silu(self.up(self.norm(x))))))
+
+
+class ConvolutionModule(nn.Module):
+    """Conformer convolution module with LayerNorm instead of BatchNorm.
+
+    BatchNorm's batch statistics would mix padding into every utterance during training and make
+    results depend on batch composition; LayerNorm does neither. Padded frames are zeroed before the
+    depthwise convolution so they never leak into valid ones.
+    """
+
+    def __init__(self, config: AI2TextConfig):
+        super().__init__()
+        d = config.d_model
+        self.norm = nn.LayerNorm(d, eps=config.layer_norm_eps)
+        self.pointwise_in = nn.Linear(d, 2 * d)
+        self.depthwise = nn.Conv1d(d, d, config.conv_kernel_size, padding=config.conv_kernel_size // 2, groups=d)
+        self.depthwise_norm = nn.LayerNorm(d, eps=config.layer_norm_eps)
+        self.pointwise_out = nn.Linear(d, d)
+        self.dropout = nn.Dropout(config.dropout)
+
+    def forward(self, x: torch.Tensor, pad_mask: torch.Tensor | None) -> torch.Tensor:
+        x = F.glu(self.pointwise_in(self.norm(x)), dim=-1)
+        if pad_mask is not None:
+            x = x.masked_fill(pad_mask.unsqueeze(-1), 0.0)
+        x = self.depthwise(x.transpose(1, 2)).transpose(1, 2)
+        x = F.silu(self.depthwise_norm(x))
+        return self.dropout(self.pointwise_out(x))
+
+
+class ConformerBlock(GradientCheckpointingLayer):
+    """Macaron block: ½ FF → self-attention → convolution → ½ FF → LayerNorm."""
+
+    def __init__(self, config: AI2TextConfig):
+        super().__init__()
+        self.ff1 = FeedForward(config)
+        self.attn_norm = nn.LayerNorm(config.d_model, eps=config.layer_norm_eps)
+        self.attn = SelfAttention(config)
+        self.conv = ConvolutionModule(config)
+        self.ff2 = FeedForward(config)
+        self.final_norm = nn.LayerNorm(config.d_model, eps=config.layer_norm_eps)
+        self.dropout = nn.Dropout(config.dropout)
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        attn_mask: torch.Tensor | None,
+        pad_mask: torch.Tensor | None,
+        cos: torch.Tensor,
+        sin: torch.Tensor,
+    ) -> torch.Tensor:
+        x = x + 0.5 * self.ff1(x)
+        x = x + self.dropout(self.attn(self.attn_norm(x), attn_mask, (cos, sin)))
+        x = x + self.conv(x, pad_mask)
+        x = x + 0.5 * self.ff2(x)
+        return self.final_norm(x)
+
+
+class TransformerBlock(GradientCheckpointingLayer):
+    """Pre-norm Transformer encoder block (the guide's plain encoder)."""
+
+    def __init__(self, config: AI2TextConfig):
+        super().__init__()
+        self.attn_norm = nn.LayerNorm(config.d_model, eps=config.layer_norm_eps)
+        self.attn = SelfAttention(config)
+        self.ff = FeedForward(config)
+        self.dropout = nn.Dropout(config.dropout)
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        attn_mask: torch.Tensor | None,
+        pad_mask: torch.Tensor | None,
+        cos: torch.Tensor,
+        sin: torch.Tensor,
+    ) -> torch.Tensor:
+        x = x + self.dropout(self.attn(self.attn_norm(x), attn_mask, (cos, sin)))
+        return x + self.ff(x)
+
+
+class AI2TextPreTrainedModel(PreTrainedModel):
+    config_class = AI2TextConfig
+    base_model_prefix = "ai2text"
+    main_input_name = "input_features"
+    supports_gradient_checkpointing = True
+    _no_split_modules = ["ConformerBlock", "TransformerBlock"]
+    # The CTC loss is a per-batch mean; the Trainer must scale it for gradient accumulation itself.
+    accepts_loss_kwargs = False
+
+    @torch.no_grad()
+    def _init_weights(self, module: nn.Module) -> None:
+        if isinstance(module, nn.Linear):
+            nn.init.normal_(module.weight, std=self.config.initializer_range)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+        elif isinstance(module, (nn.Conv1d, nn.Conv2d)):
+            nn.init.kaiming_normal_(module.weight)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+        elif isinstance(module, nn.LayerNorm):
+            nn.init.ones_(module.weight)
+            nn.init.zeros_(module.bias)
+        elif isinstance(module, RotaryEmbedding):
+            head_dim = self.config.d_model // self.config.num_heads
+            theta = self.config.rope_theta
+            module.inv_freq.copy_(1.0 / (theta ** (torch.arange(0, head_dim, 2, dtype=torch.float32) / head_dim)))
+
+
+class AI2TextForCTC(AI2TextPreTrainedModel):
+    """Encoder with a linear CTC head over the character vocabulary.
+
+    ``input_features`` (batch, frames, n_mels) and a frame-level ``attention_mask`` go in;
+    ``CausalLMOutput(loss, logits)`` comes out, ``logits`` being (batch, frames / subsampling, vocab).
+    Labels are padded with -100.
+    """
+
+    def __init__(self, config: AI2TextConfig):
+        super().__init__(config)
+        self.subsampling = ConvSubsampling(config)
+        self.rotary = RotaryEmbedding(config.d_model // config.num_heads, config.rope_theta)
+        block = ConformerBlock if config.block_type == "conformer" else TransformerBlock
+        self.layers = nn.ModuleList(block(config) for _ in range(config.num_encoder_layers))
+        self.final_norm = nn.LayerNorm(config.d_model, eps=config.layer_norm_eps)
+        self.dropout = nn.Dropout(config.dropout)
+        self.lm_head = nn.Linear(config.d_model, config.vocab_size)
+        self.post_init()
+
+    def _get_feat_extract_output_lengths(self, input_lengths: torch.Tensor) -> torch.Tensor:
+        """Logit frames produced for ``input_lengths`` feature frames."""
+        return _conv_out_lengths(input_lengths, self.subsampling.num_convs)
+
+    def _spec_augment(self, features: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """Random frequency and time masks (filled with 0, the normalised mean), vectorised."""
+        cfg = self.config
+        batch, time, n_mels = features.shape
+        device = features.device
+        keep = torch.ones(batch, time, n_mels, dtype=torch.bool, device=device)
+        mels = torch.arange(n_mels, device=device)
+        for _ in range(cfg.num_freq_masks):
+            width = torch.randint(0, cfg.freq_mask_width + 1, (batch, 1), device=device)
+            start = (torch.rand(batch, 1, device=device) * (n_mels - width + 1)).long()
+            keep &= ~((mels >= start) & (mels < start + width)).unsqueeze(1)
+        frames = torch.arange(time, device=device)
+        max_width = (lengths.float() * cfg.time_mask_max_ratio).long().unsqueeze(1)
+        for _ in range(cfg.num_time_masks):
+            width = (torch.rand(batch, 1, device=device) * (max_width + 1)).long()
+            start = (torch.rand(batch, 1, device=device) * (lengths.unsqueeze(1) - width + 1).clamp(min=1)).long()
+            keep &= ~((frames >= start) & (frames < start + width)).unsqueeze(2)
+        return features * keep.to(features.dtype)
+
+    def forward(
+        self,
+        input_features: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+    ) -> CausalLMOutput:
+        batch, time, _ = input_features.shape
+        if attention_mask is None:
+            lengths = torch.full((batch,), time, dtype=torch.long, device=input_features.device)
+        else:
+            lengths = attention_mask.sum(-1).long()
+        if self.training and self.config.apply_spec_augment:
+            input_features = self._spec_augment(input_features, lengths)
+
+        x, out_lengths = self.subsampling(input_features, lengths)
+        out_time = x.shape[1]
+        padded = bool((out_lengths < out_time).any())
+        pad_mask = ~_lengths_to_mask(out_lengths, out_time) if padded else None
+        attn_mask = (~pad_mask)[:, None, None, :] if padded else None
+        cos, sin = self.rotary(out_time, x.device, x.dtype)
+        for layer in self.layers:
+            x = layer(x, attn_mask, pad_mask, cos, sin)
+        logits = self.lm_head(self.dropout(self.final_norm(x)))
+
+        loss = None
+        if labels is not None:
+            if labels.max() >= self.config.vocab_size:
+                raise ValueError(f"Label values must be < vocab_size ({self.config.vocab_size})")
+            label_mask = labels >= 0
+            target_lengths = label_mask.sum(-1)
+            targets = labels.masked_select(label_mask)
+            log_probs = F.log_softmax(logits, dim=-1, dtype=torch.float32).transpose(0, 1)
+            with torch.backends.cudnn.flags(enabled=False):
+                loss = F.ctc_loss(
+                    log_probs,
+                    targets,
+                    out_lengths,
+                    target_lengths,
+                    blank=self.config.pad_token_id,
+                    reduction=self.config.ctc_loss_reduction,
+                    zero_infinity=self.config.ctc_zero_infinity,
+                )
+        return CausalLMOutput(loss=loss, logits=logits)

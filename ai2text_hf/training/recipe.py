@@ -1,0 +1,188 @@
+"""Training recipes: YAML files over one set of defaults, with command-line overrides.
+
+The defaults live here and only here (the :class:`Recipe` dataclass); recipe files in ``recipes/``
+are plain data that override them, and ``--key value`` on the command line overrides the file.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from transformers import TrainingArguments
+
+from ..configuration_ai2text import AI2TextConfig
+
+_TRAINING_ARGUMENT_FIELDS = {f.name for f in dataclasses.fields(TrainingArguments)}
+
+
+@dataclass
+class Recipe:
+    """Every training option, with its default. Field names follow the training guide's keys."""
+
+    # Model architecture (AI2TextConfig)
+    d_model: int = 176
+    num_encoder_layers: int = 6
+    num_heads: int = 4
+    d_ff: int = 704
+    dropout: float = 0.1
+    attention_dropout: float = 0.0
+    block_type: str = "conformer"
+    conv_kernel_size: int = 15
+    subsampling_channels: int = 128
+    # SpecAugment (training only)
+    spec_augment: bool = True
+    num_freq_masks: int = 2
+    freq_mask_width: int = 15
+    num_time_masks: int = 5
+    time_mask_max_ratio: float = 0.05
+    # Features: must match the prepared dataset's manifest
+    sample_rate: int = 16000
+    n_mels: int = 80
+    n_fft: int = 400
+    hop_length: int = 160
+    # Tokenizer
+    vocab: str = "alphabet"  # "alphabet": the fixed Vietnamese alphabet; "data": characters seen in train
+    tone_placement: str = "classic"
+    # Optimisation
+    learning_rate: float = 1e-3
+    weight_decay: float = 0.01
+    grad_clip: float = 1.0
+    num_epochs: float = 20
+    warmup_steps: float = 0.1  # a float < 1 is a share of all steps
+    lr_scheduler: str = "cosine"
+    max_batch_seconds: float = 200.0
+    batch_size: int | None = None  # optional cap on utterances per batch
+    eval_batch_seconds: float = 400.0
+    grad_accum_steps: int = 1
+    use_amp: bool = False
+    num_workers: int = 0
+    pin_memory: bool = False
+    seed: int = 42
+    max_train_minutes: float | None = None  # wall-clock cap: stop, evaluate and keep the best model
+    # Checkpoints and logging
+    metric_for_best_model: str = "cer"
+    save_total_limit: int = 2
+    logging_steps: int = 25
+    # Paths (usually given on the command line)
+    dataset: str | None = None
+    output_dir: str | None = None
+    # Any other transformers.TrainingArguments field, passed through unchanged
+    training_args: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def keys(cls) -> list[str]:
+        return [f.name for f in dataclasses.fields(cls)]
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def model_config(self, vocab_size: int, pad_token_id: int) -> AI2TextConfig:
+        """The model configuration this recipe describes."""
+        return AI2TextConfig(
+            vocab_size=vocab_size,
+            pad_token_id=pad_token_id,
+            d_model=self.d_model,
+            num_encoder_layers=self.num_encoder_layers,
+            num_heads=self.num_heads,
+            d_ff=self.d_ff,
+            dropout=self.dropout,
+            attention_dropout=self.attention_dropout,
+            n_mels=self.n_mels,
+            hop_length=self.hop_length,
+            sample_rate=self.sample_rate,
+            block_type=self.block_type,
+            conv_kernel_size=self.conv_kernel_size,
+            subsampling_channels=self.subsampling_channels,
+            apply_spec_augment=self.spec_augment,
+            num_freq_masks=self.num_freq_masks,
+            freq_mask_width=self.freq_mask_width,
+            num_time_masks=self.num_time_masks,
+            time_mask_max_ratio=self.time_mask_max_ratio,
+        )
+
+
+class RecipeError(ValueError):
+    """A recipe key or value that cannot be used; the message names it and the fix."""
+
+
+def _closest(key: str) -> str:
+    candidates = Recipe.keys() + sorted(_TRAINING_ARGUMENT_FIELDS)
+    match = difflib.get_close_matches(key, candidates, n=1)
+    return f" Did you mean '{match[0]}'?" if match else ""
+
+
+def _merge(values: dict[str, Any], updates: dict[str, Any], source: str) -> None:
+    """Fold ``updates`` into ``values``; TrainingArguments fields go to ``training_args``."""
+    known = set(Recipe.keys())
+    for key, value in updates.items():
+        if key == "training_args":
+            if not isinstance(value, dict):
+                raise RecipeError(f"{source}: 'training_args' must be a mapping")
+            _merge(values, value, source)
+        elif key in known:
+            values[key] = value
+        elif key in _TRAINING_ARGUMENT_FIELDS:
+            values.setdefault("training_args", {})[key] = value
+        else:
+            raise RecipeError(f"{source}: unknown recipe key '{key}'.{_closest(key)}")
+
+
+def parse_overrides(pairs: list[str]) -> dict[str, Any]:
+    """``["--learning_rate", "5e-4", "--num-epochs", "3"]`` → ``{"learning_rate": 5e-4, "num_epochs": 3}``.
+
+    Values are read as YAML scalars, so numbers, booleans and ``null`` get their types.
+    """
+    overrides: dict[str, Any] = {}
+    index = 0
+    while index < len(pairs):
+        token = pairs[index]
+        if not token.startswith("--"):
+            raise RecipeError(f"Expected an option like --key value, got '{token}'")
+        key = token[2:].replace("-", "_")
+        if "=" in key:
+            key, raw = key.split("=", 1)
+            index += 1
+        elif index + 1 < len(pairs) and not pairs[index + 1].startswith("--"):
+            raw = pairs[index + 1]
+            index += 2
+        else:
+            raise RecipeError(f"Option --{key} needs a value")
+        overrides[key] = yaml.safe_load(raw)
+    return overrides
+
+
+def load_recipe(path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> Recipe:
+    """Defaults, then the YAML file at ``path``, then ``overrides`` (the command line)."""
+    values: dict[str, Any] = {}
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise RecipeError(f"Recipe file not found: {path}. The shipped recipes are in recipes/.")
+        loaded = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        if not isinstance(loaded, dict):
+            raise RecipeError(f"{path}: a recipe must be a YAML mapping of keys to values")
+        _merge(values, loaded, str(path))
+    if overrides:
+        _merge(values, overrides, "command line")
+    recipe = Recipe(**values)
+    _check(recipe)
+    return recipe
+
+
+def _check(recipe: Recipe) -> None:
+    if recipe.vocab not in ("alphabet", "data"):
+        raise RecipeError(f"vocab must be 'alphabet' or 'data', got {recipe.vocab!r}")
+    if recipe.metric_for_best_model not in ("cer", "wer", "loss"):
+        raise RecipeError(f"metric_for_best_model must be cer, wer or loss, got {recipe.metric_for_best_model!r}")
+    for name in ("learning_rate", "max_batch_seconds", "num_epochs"):
+        if not getattr(recipe, name) or getattr(recipe, name) <= 0:
+            raise RecipeError(f"{name} must be positive, got {getattr(recipe, name)!r}")
+
+
+def save_recipe(recipe: Recipe, path: str | Path) -> None:
+    Path(path).write_text(yaml.safe_dump(recipe.to_dict(), sort_keys=False, allow_unicode=True), encoding="utf-8")

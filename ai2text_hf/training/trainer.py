@@ -1,0 +1,322 @@
+"""Training: a prepared dataset and a recipe in, a complete Hugging Face model folder out.
+
+Built on ``transformers.Trainer``; what is ours is the duration-bucketed batching, CTC-aware
+evaluation (greedy decoding of valid frames only), the wall-clock budget and the run-folder layout:
+
+    runs/<name>/model/         best checkpoint by val CER, a complete HF folder (pipeline() loads it)
+    runs/<name>/checkpoints/   Trainer checkpoints, for --resume
+    runs/<name>/recipe.yaml    the resolved recipe
+    runs/<name>/logs/          training.log and TensorBoard events
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+from torch.utils.tensorboard import SummaryWriter
+from transformers import Trainer, TrainerCallback, TrainingArguments, set_seed
+from transformers.integrations import TensorBoardCallback
+from transformers.trainer_utils import get_last_checkpoint
+
+from ..data.collator import CTCCollator
+from ..data.features import assert_features_match
+from ..data.prepare import load_prepared, read_manifest
+from ..data.sampler import DurationBatchSampler
+from ..feature_extraction_ai2text import AI2TextFeatureExtractor
+from ..metrics import error_rates
+from ..modeling_ai2text import AI2TextForCTC
+from ..processing_ai2text import AI2TextProcessor
+from ..tokenization_ai2text import AI2TextTokenizer
+from .recipe import Recipe, save_recipe
+
+logger = logging.getLogger("ai2text_hf.training")
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    model_dir: Path
+    best_metrics: dict[str, float]
+    train_seconds: float
+
+
+class CTCTrainer(Trainer):
+    """``Trainer`` with duration-bucketed batches and greedy CTC decoding for evaluation."""
+
+    def __init__(self, *args, recipe: Recipe, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.recipe = recipe
+        self.train_sampler: DurationBatchSampler | None = None
+
+    def _loader(self, dataset, sampler: DurationBatchSampler, description: str) -> DataLoader:
+        dataset = self._remove_unused_columns(dataset, description=description)
+        loader = DataLoader(
+            dataset,
+            batch_sampler=sampler,
+            collate_fn=self.data_collator,
+            num_workers=self.args.dataloader_num_workers,
+            pin_memory=self.args.dataloader_pin_memory,
+        )
+        return self.accelerator.prepare(loader)
+
+    def get_train_dataloader(self) -> DataLoader:
+        self.train_sampler = DurationBatchSampler(
+            list(self.train_dataset["duration"]),
+            max_batch_seconds=self.recipe.max_batch_seconds,
+            max_batch_size=self.recipe.batch_size,
+            shuffle=True,
+            seed=self.args.seed,
+        )
+        return self._loader(self.train_dataset, self.train_sampler, "training")
+
+    def get_eval_dataloader(self, eval_dataset=None) -> DataLoader:
+        dataset = self.eval_dataset if eval_dataset is None else eval_dataset
+        sampler = DurationBatchSampler(
+            list(dataset["duration"]), max_batch_seconds=max(self.recipe.eval_batch_seconds, max(dataset["duration"])),
+            shuffle=False,
+        )
+        return self._loader(dataset, sampler, "evaluation")
+
+    def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
+        """Return greedy token ids instead of logits, with padded frames set to blank.
+
+        Argmax here keeps evaluation memory small, and blanking the frames past each utterance's end
+        stops padding from turning into phantom characters.
+        """
+        loss, logits, labels = super().prediction_step(model, inputs, prediction_loss_only, ignore_keys)
+        if logits is None:
+            return loss, logits, labels
+        unwrapped = self.accelerator.unwrap_model(model)
+        lengths = unwrapped._get_feat_extract_output_lengths(inputs["attention_mask"].sum(-1))
+        ids = logits.argmax(-1)
+        frames = torch.arange(ids.shape[1], device=ids.device)[None, :]
+        ids = ids.masked_fill(frames >= lengths[:, None], unwrapped.config.pad_token_id)
+        return loss, ids, labels
+
+
+class WallClockLimit(TrainerCallback):
+    """Stops training after ``minutes``; the epoch-end evaluation and best-model selection still run."""
+
+    def __init__(self, minutes: float):
+        self.seconds = minutes * 60
+        self.start = time.monotonic()
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.start = time.monotonic()
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if time.monotonic() - self.start > self.seconds:
+            logger.info("Wall-clock budget of %.1f min reached at step %d: stopping.", self.seconds / 60, state.global_step)
+            control.should_training_stop = True
+        return control
+
+
+class EpochSummary(TrainerCallback):
+    """Prints the guide's per-evaluation summary block and tracks the best checkpoint."""
+
+    def __init__(self, model_dir: Path, metric: str):
+        self.model_dir = model_dir
+        self.metric = metric
+        self.epoch_start = time.monotonic()
+        self.best: float | None = None
+        self.best_metrics: dict[str, float] = {}
+        self.last_train_loss: float | None = None
+
+    def on_epoch_begin(self, args, state, control, **kwargs):
+        self.epoch_start = time.monotonic()
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if logs and "loss" in logs:
+            self.last_train_loss = float(logs["loss"])
+
+    def on_evaluate(self, args, state, control, metrics=None, **kwargs):
+        metrics = metrics or {}
+        value = metrics.get(f"eval_{self.metric}")
+        improved = value is not None and (self.best is None or value < self.best)
+        if improved:
+            self.best = value
+            self.best_metrics = {k.removeprefix("eval_"): float(v) for k, v in metrics.items()}
+        lr = next((h["learning_rate"] for h in reversed(state.log_history) if "learning_rate" in h), float("nan"))
+        elapsed = time.monotonic() - self.epoch_start
+        train_loss = f"{self.last_train_loss:.3f}" if self.last_train_loss is not None else "n/a"
+        lines = [
+            f"Epoch {state.epoch:.2f}/{args.num_train_epochs:g} Summary:",
+            f"├── Train Loss: {train_loss}",
+            f"├── Val Loss: {metrics.get('eval_loss', float('nan')):.3f}",
+            f"├── Val WER: {100 * metrics.get('eval_wer', float('nan')):.1f}%",
+            f"├── Val CER: {100 * metrics.get('eval_cer', float('nan')):.1f}%",
+            f"├── Learning Rate: {lr:.2e}",
+            f"└── Time: {int(elapsed // 60)}m {int(elapsed % 60)}s",
+        ]
+        if improved:
+            lines.append(f"New best val {self.metric.upper()} ({100 * value:.2f}%): will be saved to {self.model_dir}")
+        logger.info("\n".join(lines))
+
+
+def _setup_logging(log_dir: Path) -> logging.Handler:
+    log_dir.mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(log_dir / "training.log", encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger("ai2text_hf")
+    root.setLevel(logging.INFO)
+    root.addHandler(handler)
+    if not any(isinstance(h, logging.StreamHandler) and not isinstance(h, logging.FileHandler) for h in root.handlers):
+        console = logging.StreamHandler()
+        console.setFormatter(logging.Formatter("%(message)s"))
+        root.addHandler(console)
+    logging.getLogger("transformers").addHandler(handler)
+    return handler
+
+
+def build_tokenizer(recipe: Recipe, train_texts: list[str]) -> AI2TextTokenizer:
+    """The fixed Vietnamese alphabet by default (every model shares it, so fine-tuning across
+    datasets needs no head surgery); a vocabulary built from the training texts on request."""
+    if recipe.vocab == "data":
+        return AI2TextTokenizer.from_texts(list(train_texts), tone_placement=recipe.tone_placement)
+    return AI2TextTokenizer(tone_placement=recipe.tone_placement)
+
+
+def _add_labels(dataset, tokenizer: AI2TextTokenizer):
+    """Attach token ids as a ``labels`` column without rewriting the (large) feature column."""
+    return dataset.add_column("labels", tokenizer(list(dataset["text"]))["input_ids"])
+
+
+def _compute_metrics_fn(tokenizer: AI2TextTokenizer, tone_placement: str):
+    def compute_metrics(prediction) -> dict[str, float]:
+        pred_ids = np.where(prediction.predictions < 0, tokenizer.pad_token_id, prediction.predictions)
+        label_ids = np.where(prediction.label_ids < 0, tokenizer.pad_token_id, prediction.label_ids)
+        hypotheses = tokenizer.batch_decode(pred_ids)
+        references = tokenizer.batch_decode(label_ids, group_tokens=False)
+        return error_rates(references, hypotheses, tone_placement)
+
+    return compute_metrics
+
+
+def train(
+    recipe: Recipe,
+    dataset_dir: str | Path | None = None,
+    output_dir: str | Path | None = None,
+    resume: str | None = None,
+) -> TrainResult:
+    """Train a model as ``recipe`` says on a prepared dataset; write the run folder."""
+    dataset_dir = Path(dataset_dir or recipe.dataset or "")
+    if not str(dataset_dir):
+        raise ValueError("No dataset given: pass --dataset DIR (a folder written by `ai2text prepare`).")
+    run_dir = Path(output_dir or recipe.output_dir or "runs/default")
+    model_dir = run_dir / "model"
+    handler = _setup_logging(run_dir / "logs")
+    try:
+        return _train(recipe, dataset_dir, run_dir, model_dir, resume)
+    finally:
+        logging.getLogger("ai2text_hf").removeHandler(handler)
+        logging.getLogger("transformers").removeHandler(handler)
+        handler.close()
+
+
+def _train(recipe: Recipe, dataset_dir: Path, run_dir: Path, model_dir: Path, resume: str | None) -> TrainResult:
+    set_seed(recipe.seed)
+    manifest = read_manifest(dataset_dir)
+    feature_extractor = AI2TextFeatureExtractor(
+        feature_size=recipe.n_mels,
+        sampling_rate=recipe.sample_rate,
+        n_fft=recipe.n_fft,
+        win_length=recipe.n_fft,
+        hop_length=recipe.hop_length,
+    )
+    assert_features_match(manifest["feature_extractor"], feature_extractor.to_dict(), str(dataset_dir))
+    data = load_prepared(dataset_dir)
+    if len(data["train"]) == 0 or len(data["val"]) == 0:
+        raise ValueError(
+            f"{dataset_dir} has {len(data['train'])} train and {len(data['val'])} val utterances: training "
+            "needs both. Give some rows split=val in the metadata CSV and prepare again."
+        )
+    tokenizer = build_tokenizer(recipe, data["train"]["text"])
+    processor = AI2TextProcessor(feature_extractor=feature_extractor, tokenizer=tokenizer)
+    train_set = _add_labels(data["train"], tokenizer).with_format("numpy")
+    val_set = _add_labels(data["val"], tokenizer).with_format("numpy")
+
+    config = recipe.model_config(vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id)
+    model = AI2TextForCTC(config)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    save_recipe(recipe, run_dir / "recipe.yaml")
+    num_params = sum(p.numel() for p in model.parameters())
+    hours = float(np.sum(train_set["duration"])) / 3600
+    logger.info(
+        "Dataset %s: %d train utterances (%.2f h), %d val. Model: %s, %.2f M parameters.",
+        dataset_dir, len(train_set), hours, len(val_set), config.block_type, num_params / 1e6,
+    )
+
+    use_cuda = torch.cuda.is_available()
+    if recipe.use_amp and not use_cuda:
+        logger.info("use_amp is set but no CUDA device is present: training in float32 on the CPU.")
+    args = TrainingArguments(
+        **{
+            "output_dir": str(run_dir / "checkpoints"),
+            "num_train_epochs": recipe.num_epochs,
+            "learning_rate": recipe.learning_rate,
+            "weight_decay": recipe.weight_decay,
+            "max_grad_norm": recipe.grad_clip,
+            "warmup_steps": recipe.warmup_steps,
+            "lr_scheduler_type": recipe.lr_scheduler,
+            "gradient_accumulation_steps": recipe.grad_accum_steps,
+            "fp16": recipe.use_amp and use_cuda,
+            "dataloader_num_workers": recipe.num_workers,
+            "dataloader_pin_memory": recipe.pin_memory and use_cuda,
+            "seed": recipe.seed,
+            "eval_strategy": "epoch",
+            "save_strategy": "epoch",
+            "logging_strategy": "steps",
+            "logging_steps": recipe.logging_steps,
+            "save_total_limit": recipe.save_total_limit,
+            "load_best_model_at_end": True,
+            "metric_for_best_model": recipe.metric_for_best_model,
+            "greater_is_better": False,
+            "report_to": "none",
+            "remove_unused_columns": True,
+            **recipe.training_args,
+        }
+    )
+    summary = EpochSummary(model_dir, recipe.metric_for_best_model)
+    callbacks: list[TrainerCallback] = [summary, TensorBoardCallback(tb_writer=SummaryWriter(str(run_dir / "logs")))]
+    if recipe.max_train_minutes:
+        callbacks.append(WallClockLimit(recipe.max_train_minutes))
+    trainer = CTCTrainer(
+        model=model,
+        args=args,
+        train_dataset=train_set,
+        eval_dataset=val_set,
+        data_collator=CTCCollator(padding_value=feature_extractor.padding_value),
+        processing_class=processor,
+        compute_metrics=_compute_metrics_fn(tokenizer, recipe.tone_placement),
+        callbacks=callbacks,
+        recipe=recipe,
+    )
+    sampler = DurationBatchSampler(list(train_set["duration"]), recipe.max_batch_seconds, recipe.batch_size, seed=recipe.seed)
+    logger.info(
+        "Batches: %d per epoch of at most %.0f s of audio; padding share %.1f%%.",
+        len(sampler), recipe.max_batch_seconds, 100 * sampler.padding_share(),
+    )
+    if resume == "latest":
+        resume = get_last_checkpoint(str(run_dir / "checkpoints"))
+        if resume is None:
+            raise ValueError(f"--resume latest: no checkpoint in {run_dir / 'checkpoints'} to resume from.")
+    start = time.monotonic()
+    trainer.train(resume_from_checkpoint=resume)
+    train_seconds = time.monotonic() - start
+    trainer.save_model(str(model_dir))
+    processor.save_pretrained(str(model_dir))
+    best = summary.best_metrics or {
+        k.removeprefix("eval_"): v for k, v in trainer.evaluate().items() if isinstance(v, (int, float))
+    }
+    logger.info(
+        "Saved best model (val CER %.2f%%, WER %.2f%%) to: %s",
+        100 * best.get("cer", math.nan), 100 * best.get("wer", math.nan), model_dir,
+    )
+    return TrainResult(run_dir=run_dir, model_dir=model_dir, best_metrics=best, train_seconds=train_seconds)
+

@@ -1,0 +1,220 @@
+"""Tests for audio decoding and the CSV → prepared DatasetDict stage (tiny synthetic fixtures, seconds)."""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+import subprocess
+import unicodedata
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from ai2text_hf.data import AudioDecodeError, load_audio, load_prepared, prepare_dataset, read_manifest
+from ai2text_hf.data.audio import audio_info
+from ai2text_hf.feature_extraction_ai2text import AI2TextFeatureExtractor
+
+REAL_VI = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "real-vi"
+COLUMNS = ["file_path", "transcript", "duration", "split", "speaker_id"]
+RNG = np.random.default_rng(0)
+
+
+def _tone(seconds: float, sr: int = 16000, channels: int = 1) -> np.ndarray:
+    t = np.arange(int(seconds * sr)) / sr
+    wave = 0.3 * np.sin(2 * np.pi * 220 * t) + 0.05 * RNG.standard_normal(t.size)
+    return np.repeat(wave[:, None], channels, axis=1) if channels > 1 else wave
+
+
+def _write_csv(path: Path, rows: list[list[str]], encoding: str = "utf-8") -> None:
+    with open(path, "w", newline="", encoding=encoding) as handle:
+        writer = csv.writer(handle)
+        writer.writerow(COLUMNS)
+        writer.writerows(rows)
+
+
+# name → (CSV row, expected reasons). Order is the CSV order.
+def _corpus(root: Path) -> dict[str, tuple[list[str], list[str]]]:
+    audio = root / "audio"
+    (audio / "sub").mkdir(parents=True)
+    sf.write(audio / "good.wav", _tone(1.2), 16000)
+    sf.write(audio / "sub" / "good.wav", _tone(0.9), 16000)  # same stem: id must be made unique
+    sf.write(audio / "stereo.wav", _tone(1.0, 44100, channels=2), 44100)
+    sf.write(audio / "clip.flac", _tone(0.8), 16000)
+    sf.write(audio / "short.wav", _tone(0.025), 16000)
+    sf.write(audio / "long.wav", np.zeros(31 * 8000, dtype=np.int16), 8000)
+    (audio / "corrupt.wav").write_bytes(RNG.integers(0, 256, 4000, dtype=np.uint8).tobytes())
+    (audio / "zero.wav").write_bytes(b"")
+    nfd = unicodedata.normalize("NFD", "Tiếng Việt")
+    return {
+        "good": (["audio/good.wav", "xin chào", "1.2", "train", "spk1"], []),
+        "same_stem": (["audio/sub/good.wav", "cảm ơn", "", "", ""], []),
+        "stereo": (["audio/stereo.wav", "hà nội", "1.0", "test", "spk2"], []),
+        "flac": (["audio/clip.flac", "hôm nay", "0.8", "dev", "spk2"], []),
+        "nfd": (["audio/good.wav", nfd, "", "validation", "spk1"], []),
+        "digits": (["audio/good.wav", "Có 3 con mèo!", "", "train", "spk3"], []),
+        "loanword": ([str(audio / "clip.flac"), "wifi zoo jazz", "", "train", "spk3"], []),
+        "missing": (["audio/nope.wav", "không có", "", "train", ""], ["missing_file"]),
+        "corrupt": (["audio/corrupt.wav", "hỏng", "", "train", ""], ["undecodable_file"]),
+        "zero": (["audio/zero.wav", "rỗng", "", "train", ""], ["empty_file"]),
+        "short": (["audio/short.wav", "a", "", "train", ""], ["too_short"]),
+        "long": (["audio/long.wav", "dài", "", "train", ""], ["too_long"]),
+        "snowman": (["audio/good.wav", "trời ☃ lạnh", "", "train", ""], ["unknown_characters"]),
+        "cjk": (["audio/good.wav", "漢字", "", "train", ""], ["unknown_characters"]),
+        "empty_text": (["audio/good.wav", "  ", "", "train", ""], ["empty_transcript"]),
+        "too_many_labels": (["audio/clip.flac", "một hai ba bốn năm sáu bảy tám chín mười " * 3, "", "train", ""],
+                            ["transcript_too_long"]),
+        "negative": (["audio/good.wav", "âm", "-1.5", "train", ""], ["bad_duration"]),
+        "split": (["audio/good.wav", "lạ", "", "holdout", ""], ["unknown_split"]),
+        "two_problems": (["audio/nope.wav", "☃", "abc", "train", ""],
+                         ["bad_duration", "unknown_characters", "missing_file"]),
+        "malformed": (["audio/good.wav", "xin", "chào", "1.0", "train", "spk1"], ["malformed_row"]),
+    }
+
+
+@pytest.fixture(scope="module")
+def prepared(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict, Path]:
+    root = tmp_path_factory.mktemp("corpus")
+    corpus = _corpus(root)
+    _write_csv(root / "metadata.csv", [row for row, _ in corpus.values()])
+    result = prepare_dataset(root / "metadata.csv", root / "v1", progress=False)
+    assert result.output_dir == root / "v1"
+    return root / "v1", corpus, root
+
+
+def test_report_gives_each_row_its_reasons(prepared: tuple[Path, dict, Path]) -> None:
+    out, corpus, _ = prepared
+    report = json.loads((out / "report.json").read_text(encoding="utf-8"))
+    assert len(report) == len(corpus)
+    for number, (entry, (name, (row, expected))) in enumerate(zip(report, corpus.items()), start=1):
+        assert entry["row"] == number and entry["file_path"] == row[0], name
+        assert entry["reasons"] == expected, name
+        assert entry["status"] == ("skipped" if expected else "kept"), name
+        assert bool(entry["fix"]) == bool(expected), name
+    fixes = {name: entry["fix"] for name, entry in zip(corpus, report)}
+    assert "'☃' (U+2603)" in fixes["snowman"] and "'漢'" in fixes["cjk"]
+    assert str(prepared[2] / "audio" / "nope.wav") in fixes["missing"]
+
+
+def test_kept_rows_are_featurised(prepared: tuple[Path, dict, Path]) -> None:
+    out, corpus, root = prepared
+    data = load_prepared(out)
+    assert list(data) == ["train", "val", "test"]
+    assert [len(data[s]) for s in data] == [4, 2, 1]
+    fe = AI2TextFeatureExtractor()
+    rows = {r["id"]: r for split in data for r in data[split].with_format("numpy")}
+    assert sorted(rows) == ["clip", "clip_2", "good", "good_2", "good_3", "good_4", "stereo"]
+    for row in rows.values():
+        wave, duration = load_audio(row["file_path"])
+        assert row["input_features"].dtype == np.float32
+        assert row["input_features"].shape == (fe.num_frames(len(wave)), 80)
+        assert row["duration"] == pytest.approx(duration)
+    stereo = rows["stereo"]
+    assert stereo["split"] == "test" and stereo["duration"] == pytest.approx(1.0)
+    assert stereo["file_path"] == str(root / "audio" / "stereo.wav")
+    assert rows["clip"]["split"] == "val"  # dev → val
+    nfd_row = rows["good_3"]
+    assert nfd_row["text"] == unicodedata.normalize("NFC", "tiếng việt") and nfd_row["split"] == "val"
+    assert nfd_row["transcript"] == corpus["nfd"][0][1]  # kept as given
+    assert rows["good_4"]["text"] == "có ba con mèo"
+    assert rows["clip_2"]["text"] == "wifi zoo jazz"
+    assert rows["good_2"]["speaker_id"] == "" and rows["good_2"]["split"] == "train"
+    batch = data["train"].with_format("torch")[:2]["input_features"]
+    assert [tuple(t.shape)[1] for t in batch] == [80, 80]
+
+
+def test_stats_and_manifest(prepared: tuple[Path, dict, Path]) -> None:
+    out, corpus, root = prepared
+    stats = json.loads((out / "stats.json").read_text())
+    assert (stats["train_files"], stats["val_files"], stats["test_files"]) == (4, 2, 1)
+    assert (stats["train_speakers"], stats["val_speakers"], stats["test_speakers"]) == (2, 2, 1)
+    assert stats["train_hours"] == pytest.approx((1.2 + 0.9 + 1.2 + 0.8) / 3600, abs=1e-5)
+    assert stats["total_files"] == 7 and stats["skipped_rows"] == len(corpus) - 7
+    assert stats["total_hours"] == pytest.approx(stats["train_hours"] + stats["val_hours"] + stats["test_hours"], abs=1e-5)
+    manifest = read_manifest(out)
+    assert manifest["feature_extractor"] == AI2TextFeatureExtractor().to_dict()
+    assert manifest["normalizer"] == {"tone_placement": "classic"}
+    assert len(manifest["alphabet"]) == 93
+    assert manifest["source"]["csv"] == str(root / "metadata.csv") and len(manifest["source"]["sha256"]) == 64
+    assert manifest["counts"]["train"] == 4 and manifest["counts"]["skipped_by_reason"]["unknown_characters"] == 3
+    assert {"ai2text_hf_version", "created", "format_version", "filters"} <= set(manifest)
+    assert not list(root.glob(".v1.partial-*"))
+
+
+def test_bom_csv_and_audio_root(tmp_path: Path) -> None:
+    audio = tmp_path / "elsewhere"
+    audio.mkdir()
+    sf.write(audio / "a.wav", _tone(0.7), 16000)
+    _write_csv(tmp_path / "meta.csv", [["a.wav", "một", "", "", ""]], encoding="utf-8-sig")
+    assert (tmp_path / "meta.csv").read_bytes().startswith(b"\xef\xbb\xbf")
+    result = prepare_dataset(tmp_path / "meta.csv", tmp_path / "out", audio_root=audio, progress=False)
+    assert result.counts == {"train": 1, "val": 0, "test": 0} and result.skipped_rows == 0
+    data = load_prepared(tmp_path / "out")
+    assert len(data["val"]) == 0 and data["val"].features == data["train"].features
+
+    with pytest.raises(FileExistsError, match="overwrite=True"):
+        prepare_dataset(tmp_path / "meta.csv", tmp_path / "out", audio_root=audio, progress=False)
+    _write_csv(tmp_path / "meta.csv", [["a.wav", "hai", "", "test", ""]])
+    prepare_dataset(tmp_path / "meta.csv", tmp_path / "out", audio_root=audio, overwrite=True, progress=False)
+    assert load_prepared(tmp_path / "out")["test"]["text"] == ["hai"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["elsewhere", "meta.csv", "out"]
+
+
+def test_parallel_map_matches_serial(prepared: tuple[Path, dict, Path], tmp_path: Path) -> None:
+    out, _, root = prepared
+    prepare_dataset(root / "metadata.csv", tmp_path / "par", num_proc=2, batch_size=3, progress=False)
+    assert (tmp_path / "par" / "report.json").read_text() == (out / "report.json").read_text()
+    serial, parallel = load_prepared(out), load_prepared(tmp_path / "par")
+    for split in serial:
+        a, b = serial[split].with_format("numpy"), parallel[split].with_format("numpy")
+        assert a["id"].tolist() == b["id"].tolist()
+        for x, y in zip(a["input_features"], b["input_features"]):
+            np.testing.assert_allclose(x, y, atol=1e-5)
+
+
+def test_bad_inputs_fail_clearly(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match="ai2text prepare"):
+        load_prepared(tmp_path)
+    (tmp_path / "bad.csv").write_text("path,text\na.wav,x\n", encoding="utf-8")
+    with pytest.raises(ValueError, match="file_path"):
+        prepare_dataset(tmp_path / "bad.csv", tmp_path / "out", progress=False)
+    assert not (tmp_path / "out").exists()
+
+
+def test_load_audio(tmp_path: Path) -> None:
+    sf.write(tmp_path / "st.wav", _tone(0.5, 44100, channels=2), 44100)
+    wave, duration = load_audio(tmp_path / "st.wav")
+    assert wave.dtype == np.float32 and wave.ndim == 1 and np.abs(wave).max() <= 1.0
+    assert duration == pytest.approx(0.5) and len(wave) == pytest.approx(8000, abs=2)
+    info = audio_info(tmp_path / "st.wav")
+    assert (info.sample_rate, info.channels) == (44100, 2)
+    (tmp_path / "zero.wav").write_bytes(b"")
+    (tmp_path / "junk.wav").write_bytes(b"RIFF not really")
+    for name, reason in [("missing.wav", "missing_file"), ("zero.wav", "empty_file"), ("junk.wav", "undecodable_file")]:
+        with pytest.raises(AudioDecodeError, match=name) as error:
+            load_audio(tmp_path / name)
+        assert error.value.reason == reason
+
+
+@pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng is not installed")
+def test_speech_and_mp3_are_kept(tmp_path: Path) -> None:
+    subprocess.run(["espeak-ng", "-v", "vi", "-w", str(tmp_path / "s.wav"), "xin chào các bạn"], check=True)
+    wave, sr = sf.read(tmp_path / "s.wav")
+    sf.write(tmp_path / "s.mp3", wave, sr)  # libsndfile ≥ 1.1 writes and reads MP3
+    _write_csv(tmp_path / "m.csv", [["s.wav", "Xin chào các bạn.", "", "", ""], ["s.mp3", "xin chào", "", "", ""]])
+    result = prepare_dataset(tmp_path / "m.csv", tmp_path / "out", progress=False)
+    assert result.counts["train"] == 2 and result.skipped_rows == 0
+
+
+def test_real_vi_prepares_cleanly(tmp_path: Path) -> None:
+    if not (REAL_VI / "metadata.csv").is_file():
+        pytest.skip(f"{REAL_VI} is not present")
+    result = prepare_dataset(REAL_VI / "metadata.csv", tmp_path / "real", progress=False)
+    assert result.skipped_rows == 0, (tmp_path / "real" / "report.json").read_text()
+    assert result.counts == {"train": 50, "val": 10, "test": 8}
+    stats = json.loads(result.stats_path.read_text())
+    assert stats["total_hours"] == pytest.approx(4.4 / 60, rel=0.05)
+    feats = load_prepared(result.output_dir)["test"].with_format("numpy")[0]["input_features"]
+    assert feats.shape[1] == 80 and np.isfinite(feats).all()

@@ -1,0 +1,131 @@
+"""Tests for the espeak-ng synthetic corpus (tiny corpora so they run in seconds)."""
+
+from __future__ import annotations
+
+import csv
+import shutil
+import unicodedata
+from pathlib import Path
+
+import pytest
+import soundfile as sf
+
+from ai2text_hf.data.synth import (
+    METADATA_COLUMNS,
+    EspeakNotFoundError,
+    SynthConfig,
+    read_sentences,
+    synthesize_corpus,
+)
+
+needs_espeak = pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng is not installed")
+
+SENTENCES = [
+    "Hôm nay trời đẹp.",
+    "Tôi đi học bằng xe đạp.",
+    "Mẹ nấu cơm, bố đọc báo.",
+    "Con mèo nằm ngủ trên ghế.",
+    "Hà Nội là thủ đô của Việt Nam.",
+    "Chúng tôi uống trà buổi sáng.",
+    "Cô giáo đang giảng bài.",
+    "Anh ấy chơi đàn rất hay.",
+    "Mùa thu lá vàng rơi.",
+    "Em bé cười rất tươi.",
+    "Quyển sách này rất thú vị.",
+    "Ngày mai chúng ta đi biển.",
+]
+TINY = {"val_sentences": 2, "test_sentences": 3, "train_renditions": 2, "workers": 2}
+
+
+def _read(metadata: Path) -> list[dict[str, str]]:
+    with metadata.open(encoding="utf-8", newline="") as f:
+        return list(csv.DictReader(f))
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    if shutil.which("espeak-ng") is None:
+        pytest.skip("espeak-ng is not installed")
+    sentence_file = tmp_path_factory.mktemp("text") / "sentences.txt"
+    sentence_file.write_text("\n".join(SENTENCES) + "\n", encoding="utf-8")
+    return synthesize_corpus(
+        sentence_file, tmp_path_factory.mktemp("corpus"), SynthConfig(**TINY), progress=False
+    )
+
+
+def test_metadata_header_and_counts(corpus: Path) -> None:
+    assert corpus.read_text(encoding="utf-8").splitlines()[0] == ",".join(METADATA_COLUMNS)
+    rows = _read(corpus)
+    splits = [row["split"] for row in rows]
+    assert (splits.count("train"), splits.count("val"), splits.count("test")) == (7 * 2, 2, 3)
+    assert {row["transcript"] for row in rows} == set(SENTENCES)
+    assert (corpus.parent / "synth.json").is_file()
+
+
+def test_wavs_are_16k_mono_int16_with_matching_durations(corpus: Path) -> None:
+    for row in _read(corpus):
+        info = sf.info(corpus.parent / row["file_path"])
+        assert (info.samplerate, info.channels, info.subtype) == (16000, 1, "PCM_16")
+        assert float(row["duration"]) == pytest.approx(info.frames / 16000, abs=1e-3)
+        assert 0.5 < info.duration < 10
+
+
+def test_heldout_sentences_and_settings_never_in_train(corpus: Path) -> None:
+    rows = _read(corpus)
+    train = [row for row in rows if row["split"] == "train"]
+    heldout = [row for row in rows if row["split"] != "train"]
+    assert not {r["transcript"] for r in heldout} & {r["transcript"] for r in train}
+    assert not {r["speaker_id"] for r in heldout} & {r["speaker_id"] for r in train}
+
+
+def test_train_renditions_are_distinct_and_cover_all_dialects(corpus: Path) -> None:
+    train = [row for row in _read(corpus) if row["split"] == "train"]
+    for sentence in {r["transcript"] for r in train}:
+        assert len({r["speaker_id"] for r in train if r["transcript"] == sentence}) == 2
+    assert {r["speaker_id"].split("+")[0] for r in train} == set(SynthConfig().voices)
+
+
+def test_small_grid_train_keeps_every_component() -> None:
+    from ai2text_hf.data.synth import _reserve_settings
+
+    config = SynthConfig(variants=("m1", "f1"), speeds=(150, 170), pitches=(50,), test_setting_share=0.4)
+    train, reserved = _reserve_settings(config)
+    assert len(reserved) == 5 and not set(train) & set(reserved)
+    assert {s.voice for s in train} == set(config.voices)
+    assert {s.variant for s in train} == {"m1", "f1"} and {s.speed for s in train} == {150, 170}
+
+
+@needs_espeak
+def test_deterministic_regardless_of_workers(corpus: Path, tmp_path: Path) -> None:
+    again = synthesize_corpus(SENTENCES, tmp_path, SynthConfig(**{**TINY, "workers": 1}), progress=False)
+    assert again.read_bytes() == corpus.read_bytes()
+    for row in _read(again):
+        assert (tmp_path / row["file_path"]).read_bytes() == (corpus.parent / row["file_path"]).read_bytes()
+
+
+def test_read_sentences_tsv_header_and_nfd(tmp_path: Path) -> None:
+    path = tmp_path / "s.tsv"
+    nfd = unicodedata.normalize("NFD", "Tiếng Việt có dấu.")
+    path.write_text(
+        f"sentence\tsource\n{nfd}\twiki\n\n  Xin   chào\tx\nTiếng Việt có dấu.\ty\n", encoding="utf-8"
+    )
+    assert read_sentences(path) == ["Tiếng Việt có dấu.", "Xin chào"]
+    assert all(unicodedata.is_normalized("NFC", s) for s in read_sentences(path))
+
+
+def test_config_from_dict() -> None:
+    config = SynthConfig.from_dict({"speeds": "140, 170", "variants": ["m1", "f2"], "max_sentences": None})
+    assert config.speeds == (140, 170) and config.variants == ("m1", "f2") and config.max_sentences is None
+    with pytest.raises(ValueError, match="unknown"):
+        SynthConfig.from_dict({"sped": 1})
+
+
+def test_missing_espeak_names_debian_package(tmp_path: Path) -> None:
+    with pytest.raises(EspeakNotFoundError, match="apt-get install espeak-ng"):
+        synthesize_corpus(SENTENCES, tmp_path, SynthConfig(espeak_binary="no-such-espeak-ng"), progress=False)
+
+
+@needs_espeak
+def test_unknown_variant_is_rejected(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="m99"):
+        synthesize_corpus(SENTENCES, tmp_path, SynthConfig(**TINY, variants=("m1", "m99")), progress=False)
