@@ -20,8 +20,11 @@ def _add_synth(sub: argparse._SubParsersAction) -> None:
         "metadata CSV format (file_path,transcript,duration,split,speaker_id). Test sentences and test voice "
         "settings never occur in train, so the test split measures generalisation.",
     )
-    p.add_argument("--sentences", help="Sentence file: one per line, or a TSV whose first column is the sentence. "
-                   "Default: the package's own list of everyday Vietnamese sentences.")
+    p.add_argument(
+        "--sentences",
+        help="Sentence file: one per line, or a TSV whose first column is the sentence. "
+        "Default: the package's own list of everyday Vietnamese sentences.",
+    )
     p.add_argument("--output", required=True, help="Folder to write metadata.csv, synth.json and wavs/ into.")
     p.add_argument("--seed", type=int, help="Random seed for splits and voice settings (default 1234).")
     p.add_argument("--val-sentences", type=int, help="Sentences held out for the val split (default 100).")
@@ -39,14 +42,20 @@ def _add_prepare(sub: argparse._SubParsersAction) -> None:
         "transcripts, compute log-mel features and save a DatasetDict (train/val/test) with report.json, "
         "stats.json and manifest.json. Unusable rows are skipped with a reason; the run never crashes on them.",
     )
-    p.add_argument("--csv", required=True, help="Metadata CSV with columns file_path,transcript[,duration,split,speaker_id].")
+    p.add_argument(
+        "--csv", required=True, help="Metadata CSV with columns file_path,transcript[,duration,split,speaker_id]."
+    )
     p.add_argument("--output", required=True, help="Dataset version folder to create, e.g. data/processed/v1.")
     p.add_argument("--audio-root", help="Folder relative file paths resolve against (default: the CSV's folder).")
     p.add_argument("--num-proc", type=int, help="Processes for feature extraction (default: CPU count).")
     p.add_argument("--min-duration", type=float, default=0.5, help="Skip shorter utterances, seconds (default 0.5).")
     p.add_argument("--max-duration", type=float, default=30.0, help="Skip longer utterances, seconds (default 30).")
-    p.add_argument("--tone-placement", choices=["classic", "modern"], default="classic",
-                   help="Tone mark placement for oa/oe/uy: classic 'hòa' (default) or modern 'hoà'.")
+    p.add_argument(
+        "--tone-placement",
+        choices=["classic", "modern"],
+        default="classic",
+        help="Tone mark placement for oa/oe/uy: classic 'hòa' (default) or modern 'hoà'.",
+    )
     p.add_argument("--overwrite", action="store_true", help="Replace an existing dataset folder.")
 
 
@@ -112,7 +121,9 @@ def _run_synth(args: argparse.Namespace) -> None:
         "max_sentences": args.max_sentences,
         "workers": args.workers,
     }
-    csv_path = synthesize_corpus(args.sentences or default_sentences_path(), args.output, SynthConfig.from_dict(options))
+    csv_path = synthesize_corpus(
+        args.sentences or default_sentences_path(), args.output, SynthConfig.from_dict(options)
+    )
     print(f"Corpus written: {csv_path}")
 
 
@@ -181,8 +192,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "train":
             _run_train(args, extra)
         else:
-            {"synth": _run_synth, "prepare": _run_prepare, "evaluate": _run_evaluate,
-             "transcribe": _run_transcribe}[args.command](args)
+            {"synth": _run_synth, "prepare": _run_prepare, "evaluate": _run_evaluate, "transcribe": _run_transcribe}[
+                args.command
+            ](args)
     except (FileNotFoundError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -58,7 +58,7 @@ class AI2TextConfig(PretrainedConfig):
         block_type: str = "conformer",
         conv_kernel_size: int = 15,
         subsampling_factor: int = 4,
-        subsampling_channels: int = 128,
+        subsampling_channels: int = 64,
         rope_theta: float = 10000.0,
         layer_norm_eps: float = 1e-5,
         initializer_range: float = 0.02,

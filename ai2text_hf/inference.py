@@ -58,15 +58,19 @@ class Transcriber:
     @torch.inference_mode()
     def decode_features(self, features: Sequence[np.ndarray], word_timestamps: bool = True) -> list[DecodedUtterance]:
         """Decode one batch of unpadded (frames, mels) feature arrays."""
-        tensors = [torch.as_tensor(np.asarray(f, dtype=np.float32)) for f in features]
+        tensors = [torch.tensor(np.asarray(f, dtype=np.float32)) for f in features]
         lengths = torch.tensor([t.shape[0] for t in tensors])
-        batch = torch.nn.utils.rnn.pad_sequence(tensors, batch_first=True, padding_value=self.feature_extractor.padding_value)
+        batch = torch.nn.utils.rnn.pad_sequence(
+            tensors, batch_first=True, padding_value=self.feature_extractor.padding_value
+        )
         mask = torch.arange(batch.shape[1])[None, :] < lengths[:, None]
         logits = self.model(input_features=batch.to(self.device), attention_mask=mask.to(self.device)).logits
         out_lengths = self.model._get_feat_extract_output_lengths(lengths)
         return greedy_decode(logits, out_lengths, self.tokenizer, self.seconds_per_frame, word_timestamps)
 
-    def transcribe_arrays(self, waveforms: Sequence[np.ndarray], word_timestamps: bool = True) -> list[DecodedUtterance]:
+    def transcribe_arrays(
+        self, waveforms: Sequence[np.ndarray], word_timestamps: bool = True
+    ) -> list[DecodedUtterance]:
         """Transcribe 16 kHz mono float waveforms, batched by duration."""
         sr = self.feature_extractor.sampling_rate
         durations = [len(w) / sr for w in waveforms]

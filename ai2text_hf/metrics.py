@@ -24,8 +24,7 @@ def error_rates(
     if len(references) != len(hypotheses):
         raise ValueError(f"{len(references)} references but {len(hypotheses)} hypotheses")
     pairs = [
-        (normalize_text(r, tone_placement), normalize_text(h, tone_placement))
-        for r, h in zip(references, hypotheses)
+        (normalize_text(r, tone_placement), normalize_text(h, tone_placement)) for r, h in zip(references, hypotheses)
     ]
     pairs = [(r, h) for r, h in pairs if r]
     if not pairs:

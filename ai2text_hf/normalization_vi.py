@@ -13,10 +13,10 @@ emit:
 2. Invisible format characters (BOMs, soft hyphens, joiners) are removed; control characters and the
    zero-width space become spaces. They carry no sound and would only show up as false "unknown characters".
 3. Numbers are read out: ``1.000.000`` (the dot groups thousands), ``3,5`` (the comma is the decimal mark),
-   ``-5``, ``25%``; a dot between digits that do not form thousand groups (``3.5``) is read "chấm". Integers
-   with a leading zero or more than 15 digits (phone numbers, codes) are read digit by digit. Digits glued to
-   letters are split from them (``covid19`` -> ``covid mười chín``). Times, dates, units, currencies and
-   abbreviations are out of scope: they need context this rule set does not have.
+   ``-5``, ``25%``; a dot between digits that do not form thousand groups (``3.5``) is read "chấm".
+   Ungrouped integers with a leading zero or more than 15 digits (phone numbers, codes) are read digit by
+   digit. Digits glued to letters are split from them (``covid19`` -> ``covid mười chín``). Times, dates,
+   units, currencies and abbreviations are out of scope: they need context this rule set does not have.
 4. Punctuation (Unicode categories ``P*``) becomes a space, so ``chào,bạn`` and ``chào-bạn`` give two words;
    an apostrophe inside a word is dropped instead (``don't`` -> ``dont``) to avoid a spurious one-letter word.
 5. Tone marks are placed by the standard orthographic rule, with the open syllables ``oa``/``oe``/``uy``
@@ -70,7 +70,7 @@ _JOIN_TONE: dict[tuple[str, int], str] = {split: char for char, split in _SPLIT_
 _SYLLABLE = re.compile(
     r"(ngh|ng|nh|ch|gh|gi|kh|ph|qu|th|tr|[bcdđghklmnprstvx]?)([aăâeêioôơuưy]{1,3})(ch|nh|ng|[cmnpt]?)"
 )
-_HAT_VOWELS = frozenset("ăâêôơư")
+_DIACRITIC_VOWELS = frozenset("ăâêôơư")
 
 _DIGITS = ("không", "một", "hai", "ba", "bốn", "năm", "sáu", "bảy", "tám", "chín")
 _MAX_CARDINAL_DIGITS = 15
@@ -143,7 +143,9 @@ def _read_fraction(digits: str) -> list[str]:
 
 def _read_number(match: re.Match[str]) -> str:
     words = ["âm"] if match["sign"] else []
-    words += _read_integer(match["int"].replace(".", ""))
+    integer = match["int"]
+    # Thousand groups say "this is a quantity", however long or zero-led.
+    words += _read_cardinal(int(integer.replace(".", ""))) if "." in integer else _read_integer(integer)
     if match["comma"] is not None:
         words += ["phẩy", *_read_fraction(match["comma"])]
     elif match["point"] is not None:
@@ -155,9 +157,9 @@ def _read_number(match: re.Match[str]) -> str:
 
 def _tone_index(nucleus: str, has_coda: bool, tone_placement: str) -> int:
     """Index of the vowel in ``nucleus`` that carries the tone mark, by the standard orthographic rule."""
-    hats = [i for i, vowel in enumerate(nucleus) if vowel in _HAT_VOWELS]
-    if hats:  # a vowel with a diacritic takes the mark; the second one in ươ, uô-like pairs
-        return hats[-1]
+    marked = [i for i, vowel in enumerate(nucleus) if vowel in _DIACRITIC_VOWELS]
+    if marked:  # a vowel with a diacritic takes the mark (the ơ of ươ)
+        return marked[-1]
     if has_coda:  # hoàn, toán, huỳnh
         return len(nucleus) - 1
     if len(nucleus) == 3:  # ngoài, khuỷu, ngoẹo

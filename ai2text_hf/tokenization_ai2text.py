@@ -91,7 +91,7 @@ class AI2TextTokenizer(Wav2Vec2CTCTokenizer):
             logger.warning("Ignoring do_lower_case=True: text is normalised to lowercase before encoding.")
         self.tone_placement = tone_placement
         self._reported_unknown: set[str] = set()
-        init_kwargs = dict(
+        parent_kwargs = dict(
             unk_token=unk_token,
             pad_token=pad_token,
             word_delimiter_token=word_delimiter_token,
@@ -103,21 +103,21 @@ class AI2TextTokenizer(Wav2Vec2CTCTokenizer):
             **kwargs,
         )
         if vocab_file is not None:
-            super().__init__(vocab_file, **init_kwargs)
+            super().__init__(vocab_file, **parent_kwargs)
             return
         if vocab is None:
             vocab = _build_vocab(VIETNAMESE_ALPHABET, pad_token, unk_token, word_delimiter_token)
         with _temporary_vocab_file(vocab) as path:
-            super().__init__(path, **init_kwargs)
+            super().__init__(path, **parent_kwargs)
 
     @classmethod
-    def from_texts(
-        cls, texts: Iterable[str], tone_placement: str = "classic", **kwargs: Any
-    ) -> "AI2TextTokenizer":
+    def from_texts(cls, texts: Iterable[str], **kwargs: Any) -> "AI2TextTokenizer":
         """A tokenizer whose vocabulary is the characters seen in ``texts`` after normalisation, for corpora
         that need fewer letters (or extra ones) than the fixed alphabet. Special tokens keep ids 0-2; letters
         of :data:`VIETNAMESE_ALPHABET` follow in its order, any other character after them by code point, so
-        ``texts`` should be cleaned first (see ``normalization_vi.unknown_characters``)."""
+        ``texts`` should be cleaned first (see ``normalization_vi.unknown_characters``). ``kwargs`` (e.g.
+        ``tone_placement``) go to the constructor."""
+        tone_placement = kwargs.get("tone_placement", "classic")
         specials = (
             kwargs.get("pad_token", _PAD_TOKEN),
             kwargs.get("unk_token", _UNK_TOKEN),
@@ -129,7 +129,7 @@ class AI2TextTokenizer(Wav2Vec2CTCTokenizer):
         seen -= {" ", *specials}
         alphabet_order = {char: index for index, char in enumerate(VIETNAMESE_ALPHABET)}
         characters = sorted(seen, key=lambda char: (alphabet_order.get(char, len(alphabet_order)), char))
-        return cls(vocab=_build_vocab(characters, *specials), tone_placement=tone_placement, **kwargs)
+        return cls(vocab=_build_vocab(characters, *specials), **kwargs)
 
     def _known_characters(self) -> set[str]:
         """Vocabulary entries a text character may map to: everything but the special tokens."""

@@ -21,7 +21,7 @@ class CTCCollator:
     label_pad_id: int = -100
 
     def __call__(self, items: Sequence[dict[str, Any]]) -> dict[str, torch.Tensor]:
-        features = [torch.as_tensor(np.asarray(item["input_features"], dtype=np.float32)) for item in items]
+        features = [torch.tensor(np.asarray(item["input_features"], dtype=np.float32)) for item in items]
         lengths = torch.tensor([f.shape[0] for f in features])
         batch = {
             "input_features": torch.nn.utils.rnn.pad_sequence(
@@ -30,8 +30,6 @@ class CTCCollator:
             "attention_mask": (torch.arange(int(lengths.max()))[None, :] < lengths[:, None]).to(torch.int32),
         }
         if "labels" in items[0]:
-            labels = [torch.as_tensor(np.asarray(item["labels"], dtype=np.int64)) for item in items]
-            batch["labels"] = torch.nn.utils.rnn.pad_sequence(
-                labels, batch_first=True, padding_value=self.label_pad_id
-            )
+            labels = [torch.tensor(np.asarray(item["labels"], dtype=np.int64)) for item in items]
+            batch["labels"] = torch.nn.utils.rnn.pad_sequence(labels, batch_first=True, padding_value=self.label_pad_id)
         return batch

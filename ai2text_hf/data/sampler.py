@@ -11,8 +11,9 @@ from torch.utils.data import Sampler
 class DurationBatchSampler(Sampler[list[int]]):
     """Yields lists of indices whose *padded* duration stays under ``max_batch_seconds``.
 
-    Utterances are sorted by duration (with a small seeded jitter per epoch, so batch composition
-    changes between epochs), cut greedily into batches, and the batch order is shuffled. Sorting keeps
+    Utterances are sorted by duration bucket (``bucket_seconds`` wide) and randomly within a bucket,
+    so batch composition changes between epochs while padding stays near the bucket width; they are
+    cut greedily into batches and the batch order is shuffled. Sorting keeps
     utterances of similar length together, which is what keeps padding — wasted compute — low.
     Everything derives from ``(seed, epoch)``, so a resumed run rebuilds exactly the same batches.
 
@@ -22,7 +23,7 @@ class DurationBatchSampler(Sampler[list[int]]):
         max_batch_size: optional cap on utterances per batch.
         shuffle: shuffle batch order (and jitter the sort) each epoch; off for evaluation.
         seed: base seed.
-        jitter: relative jitter of durations before sorting (0.1 = ±10 %).
+        bucket_seconds: width of the duration buckets whose members are shuffled together.
     """
 
     def __init__(
@@ -32,7 +33,7 @@ class DurationBatchSampler(Sampler[list[int]]):
         max_batch_size: int | None = None,
         shuffle: bool = True,
         seed: int = 0,
-        jitter: float = 0.1,
+        bucket_seconds: float = 0.1,
     ):
         if max_batch_seconds <= 0:
             raise ValueError(f"max_batch_seconds must be positive, got {max_batch_seconds}")
@@ -47,7 +48,7 @@ class DurationBatchSampler(Sampler[list[int]]):
         self.max_batch_size = max_batch_size
         self.shuffle = shuffle
         self.seed = seed
-        self.jitter = jitter
+        self.bucket_seconds = bucket_seconds
         self.epoch = 0
         self._batches = self._build(0)
 
@@ -59,9 +60,10 @@ class DurationBatchSampler(Sampler[list[int]]):
 
     def _build(self, epoch: int) -> list[list[int]]:
         rng = np.random.default_rng([self.seed, epoch])
-        keys = self.durations
-        if self.shuffle and self.jitter:
-            keys = keys * rng.uniform(1 - self.jitter, 1 + self.jitter, size=len(keys))
+        if self.shuffle:
+            keys = np.floor(self.durations / self.bucket_seconds) + rng.random(len(self.durations))
+        else:
+            keys = self.durations
         order = np.argsort(keys, kind="stable")
         batches: list[list[int]] = []
         current: list[int] = []

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,8 @@ from transformers import TrainingArguments
 from ..configuration_ai2text import AI2TextConfig
 
 _TRAINING_ARGUMENT_FIELDS = {f.name for f in dataclasses.fields(TrainingArguments)}
+# Architecture defaults are the model configuration's own, so they are defined once.
+_MODEL = AI2TextConfig()
 
 
 @dataclass
@@ -25,26 +28,26 @@ class Recipe:
     """Every training option, with its default. Field names follow the training guide's keys."""
 
     # Model architecture (AI2TextConfig)
-    d_model: int = 176
-    num_encoder_layers: int = 6
-    num_heads: int = 4
-    d_ff: int = 704
-    dropout: float = 0.1
-    attention_dropout: float = 0.0
-    block_type: str = "conformer"
-    conv_kernel_size: int = 15
-    subsampling_channels: int = 128
+    d_model: int = _MODEL.d_model
+    num_encoder_layers: int = _MODEL.num_encoder_layers
+    num_heads: int = _MODEL.num_heads
+    d_ff: int = _MODEL.d_ff
+    dropout: float = _MODEL.dropout
+    attention_dropout: float = _MODEL.attention_dropout
+    block_type: str = _MODEL.block_type
+    conv_kernel_size: int = _MODEL.conv_kernel_size
+    subsampling_channels: int = _MODEL.subsampling_channels
     # SpecAugment (training only)
-    spec_augment: bool = True
-    num_freq_masks: int = 2
-    freq_mask_width: int = 15
-    num_time_masks: int = 5
-    time_mask_max_ratio: float = 0.05
+    spec_augment: bool = _MODEL.apply_spec_augment
+    num_freq_masks: int = _MODEL.num_freq_masks
+    freq_mask_width: int = _MODEL.freq_mask_width
+    num_time_masks: int = _MODEL.num_time_masks
+    time_mask_max_ratio: float = _MODEL.time_mask_max_ratio
     # Features: must match the prepared dataset's manifest
-    sample_rate: int = 16000
-    n_mels: int = 80
+    sample_rate: int = _MODEL.sample_rate
+    n_mels: int = _MODEL.n_mels
     n_fft: int = 400
-    hop_length: int = 160
+    hop_length: int = _MODEL.hop_length
     # Tokenizer
     vocab: str = "alphabet"  # "alphabet": the fixed Vietnamese alphabet; "data": characters seen in train
     tone_placement: str = "classic"
@@ -106,6 +109,19 @@ class Recipe:
         )
 
 
+class _RecipeLoader(yaml.SafeLoader):
+    """PyYAML follows YAML 1.1, which reads ``5e-4`` (no dot) as a string; read it as a number, like YAML 1.2."""
+
+
+_RecipeLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float", re.compile(r"^[-+]?[0-9][0-9_]*(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"), list("-+0123456789")
+)
+
+
+def _load_yaml(text: str) -> Any:
+    return yaml.load(text, Loader=_RecipeLoader)  # a SafeLoader: no arbitrary objects
+
+
 class RecipeError(ValueError):
     """A recipe key or value that cannot be used; the message names it and the fix."""
 
@@ -152,7 +168,7 @@ def parse_overrides(pairs: list[str]) -> dict[str, Any]:
             index += 2
         else:
             raise RecipeError(f"Option --{key} needs a value")
-        overrides[key] = yaml.safe_load(raw)
+        overrides[key] = _load_yaml(raw)
     return overrides
 
 
@@ -163,7 +179,7 @@ def load_recipe(path: str | Path | None = None, overrides: dict[str, Any] | None
         path = Path(path)
         if not path.is_file():
             raise RecipeError(f"Recipe file not found: {path}. The shipped recipes are in recipes/.")
-        loaded = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        loaded = _load_yaml(path.read_text(encoding="utf-8")) or {}
         if not isinstance(loaded, dict):
             raise RecipeError(f"{path}: a recipe must be a YAML mapping of keys to values")
         _merge(values, loaded, str(path))

@@ -16,6 +16,7 @@ import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
+
 import numpy as np
 import torch
 from torch.utils.data import DataLoader
@@ -78,7 +79,8 @@ class CTCTrainer(Trainer):
     def get_eval_dataloader(self, eval_dataset=None) -> DataLoader:
         dataset = self.eval_dataset if eval_dataset is None else eval_dataset
         sampler = DurationBatchSampler(
-            list(dataset["duration"]), max_batch_seconds=max(self.recipe.eval_batch_seconds, max(dataset["duration"])),
+            list(dataset["duration"]),
+            max_batch_seconds=max(self.recipe.eval_batch_seconds, max(dataset["duration"])),
             shuffle=False,
         )
         return self._loader(dataset, sampler, "evaluation")
@@ -112,7 +114,9 @@ class WallClockLimit(TrainerCallback):
 
     def on_step_end(self, args, state, control, **kwargs):
         if time.monotonic() - self.start > self.seconds:
-            logger.info("Wall-clock budget of %.1f min reached at step %d: stopping.", self.seconds / 60, state.global_step)
+            logger.info(
+                "Wall-clock budget of %.1f min reached at step %d: stopping.", self.seconds / 60, state.global_step
+            )
             control.should_training_stop = True
         return control
 
@@ -249,7 +253,12 @@ def _train(recipe: Recipe, dataset_dir: Path, run_dir: Path, model_dir: Path, re
     hours = float(np.sum(train_set["duration"])) / 3600
     logger.info(
         "Dataset %s: %d train utterances (%.2f h), %d val. Model: %s, %.2f M parameters.",
-        dataset_dir, len(train_set), hours, len(val_set), config.block_type, num_params / 1e6,
+        dataset_dir,
+        len(train_set),
+        hours,
+        len(val_set),
+        config.block_type,
+        num_params / 1e6,
     )
 
     use_cuda = torch.cuda.is_available()
@@ -297,10 +306,14 @@ def _train(recipe: Recipe, dataset_dir: Path, run_dir: Path, model_dir: Path, re
         callbacks=callbacks,
         recipe=recipe,
     )
-    sampler = DurationBatchSampler(list(train_set["duration"]), recipe.max_batch_seconds, recipe.batch_size, seed=recipe.seed)
+    sampler = DurationBatchSampler(
+        list(train_set["duration"]), recipe.max_batch_seconds, recipe.batch_size, seed=recipe.seed
+    )
     logger.info(
         "Batches: %d per epoch of at most %.0f s of audio; padding share %.1f%%.",
-        len(sampler), recipe.max_batch_seconds, 100 * sampler.padding_share(),
+        len(sampler),
+        recipe.max_batch_seconds,
+        100 * sampler.padding_share(),
     )
     if resume == "latest":
         resume = get_last_checkpoint(str(run_dir / "checkpoints"))
@@ -316,7 +329,8 @@ def _train(recipe: Recipe, dataset_dir: Path, run_dir: Path, model_dir: Path, re
     }
     logger.info(
         "Saved best model (val CER %.2f%%, WER %.2f%%) to: %s",
-        100 * best.get("cer", math.nan), 100 * best.get("wer", math.nan), model_dir,
+        100 * best.get("cer", math.nan),
+        100 * best.get("wer", math.nan),
+        model_dir,
     )
     return TrainResult(run_dir=run_dir, model_dir=model_dir, best_metrics=best, train_seconds=train_seconds)
-

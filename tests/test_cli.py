@@ -1,0 +1,154 @@
+"""The ``ai2text`` command line: help texts, transcribe, evaluate and error exits."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import soundfile as sf
+from conftest import REPO, TrainedModel
+
+from ai2text_hf.cli import build_parser, main
+
+# The options each subcommand must offer (the user guide's names).
+OPTIONS = {
+    "synth": ["--sentences", "--output", "--seed", "--val-sentences", "--test-sentences", "--train-renditions",
+              "--max-sentences", "--workers"],
+    "prepare": ["--csv", "--output", "--audio-root", "--num-proc", "--min-duration", "--max-duration",
+                "--tone-placement", "--overwrite"],
+    "train": ["--recipe", "--dataset", "--output-dir", "--resume"],
+    "evaluate": ["--model", "--dataset", "--split", "--output", "--limit"],
+    "transcribe": ["--model", "--json"],
+}
+
+
+def _run(capsys: pytest.CaptureFixture, *argv: str) -> tuple[int, str, str]:
+    try:
+        code = main(list(argv))
+    except SystemExit as exit_:
+        code = exit_.code
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def _subcommands() -> dict[str, argparse.ArgumentParser]:
+    action = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    return dict(action.choices)
+
+
+def test_top_level_help_lists_every_subcommand(capsys: pytest.CaptureFixture) -> None:
+    code, out, _ = _run(capsys, "--help")
+    assert code == 0
+    assert set(_subcommands()) == set(OPTIONS)
+    for name in OPTIONS:
+        assert name in out
+
+
+@pytest.mark.parametrize("command", sorted(OPTIONS))
+def test_subcommand_help_mentions_every_option(capsys: pytest.CaptureFixture, command: str) -> None:
+    code, out, _ = _run(capsys, command, "--help")
+    assert code == 0
+    declared = {s for a in _subcommands()[command]._actions for s in a.option_strings if s.startswith("--")}
+    assert set(OPTIONS[command]) <= declared
+    for option in declared:
+        assert option in out, f"{command} --help does not mention {option}"
+
+
+def test_module_and_train_script_help_run_as_programs() -> None:
+    for argv in (["-m", "ai2text_hf.cli", "--help"], [str(REPO / "scripts" / "train.py"), "--help"]):
+        result = subprocess.run([sys.executable, *argv], capture_output=True, text=True, timeout=60, cwd=REPO)
+        assert result.returncode == 0, result.stderr
+        assert "usage:" in result.stdout
+    assert "--recipe" in result.stdout and "--resume" in result.stdout  # the train script shows train's options
+
+
+def test_installed_console_script_help() -> None:
+    script = Path(sys.executable).parent / "ai2text"
+    if not script.is_file():
+        pytest.skip("the ai2text console script is not installed in this environment")
+    result = subprocess.run([str(script), "--help"], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0 and "transcribe" in result.stdout
+
+
+@pytest.fixture(scope="module")
+def two_files(trained_model: TrainedModel) -> list[str]:
+    rows = trained_model.rows("test")[:2]
+    return [str(trained_model.corpus_dir / row["file_path"]) for row in rows]
+
+
+def test_transcribe_prints_one_line_per_file(capsys, trained_model: TrainedModel, two_files: list[str]) -> None:
+    code, out, _ = _run(capsys, "transcribe", "--model", str(trained_model.model_dir), *two_files)
+    assert code == 0
+    lines = out.strip("\n").split("\n")
+    assert len(lines) == 2
+    for line, path in zip(lines, two_files):
+        name, text = line.split("\t")
+        assert name == path and text.strip()
+
+
+def test_transcribe_json_gives_text_duration_and_word_times(capsys, trained_model, two_files) -> None:
+    code, out, _ = _run(capsys, "transcribe", "--model", str(trained_model.model_dir), "--json", *two_files)
+    assert code == 0
+    results = [json.loads(line) for line in out.strip().splitlines()]
+    assert [r["file"] for r in results] == two_files
+    for result in results:
+        assert set(result) >= {"file", "text", "duration", "words"}
+        assert result["duration"] == pytest.approx(sf.info(result["file"]).duration, abs=1e-3)
+        assert result["words"] and " ".join(w["word"] for w in result["words"]) == result["text"]
+        for word in result["words"]:
+            assert set(word) == {"word", "start", "end"}
+            assert 0 <= word["start"] <= word["end"] <= result["duration"] + 1e-6
+
+
+def test_transcribe_missing_file_exits_2_naming_it(capsys, trained_model, two_files, tmp_path) -> None:
+    missing = str(tmp_path / "nope.wav")
+    code, out, err = _run(capsys, "transcribe", "--model", str(trained_model.model_dir), two_files[0], missing)
+    assert code == 2
+    assert missing in err and not out
+
+
+def test_missing_model_folder_exits_2(capsys, two_files, tmp_path) -> None:
+    code, _, err = _run(capsys, "transcribe", "--model", str(tmp_path / "no-model"), two_files[0])
+    assert code == 2 and "no-model" in err and "config.json" in err
+
+
+def test_evaluate_writes_results_and_predictions(capsys, trained_model: TrainedModel, tmp_path: Path) -> None:
+    out_dir = tmp_path / "eval"
+    code, out, _ = _run(capsys, "evaluate", "--model", str(trained_model.model_dir), "--dataset",
+                        str(trained_model.dataset_dir), "--split", "test", "--output", str(out_dir))
+    assert code == 0
+    assert "Character Error Rate (CER)" in out
+    results = json.loads((out_dir / "eval_results.json").read_text(encoding="utf-8"))
+    assert {"wer", "cer", "num_samples", "hours", "rtf", "split"} <= set(results)
+    assert 0.0 <= results["cer"] <= 1.0 and 0.0 <= results["wer"] <= 1.0
+    assert results["cer"] < results["wer"]  # one wrong letter spoils a whole syllable
+    assert results["num_samples"] == len(trained_model.rows("test")) and results["split"] == "test"
+    with open(out_dir / "predictions.csv", newline="", encoding="utf-8") as handle:
+        reader = csv.DictReader(handle)
+        rows = list(reader)
+    assert reader.fieldnames == ["id", "reference", "hypothesis", "cer", "wer"]
+    assert len(rows) == results["num_samples"]
+    for row in rows:
+        assert row["reference"] and 0.0 <= float(row["wer"])
+        assert float(row["cer"]) >= 0.0
+
+
+def test_evaluate_limit_and_unknown_split(capsys, trained_model: TrainedModel, tmp_path: Path) -> None:
+    model, dataset = str(trained_model.model_dir), str(trained_model.dataset_dir)
+    code, _, _ = _run(capsys, "evaluate", "--model", model, "--dataset", dataset, "--split", "val", "--limit", "3",
+                      "--output", str(tmp_path / "val"))
+    assert code == 0
+    assert json.loads((tmp_path / "val" / "eval_results.json").read_text())["num_samples"] == 3
+    code, _, err = _run(capsys, "evaluate", "--model", model, "--dataset", dataset, "--split", "dev",
+                        "--output", str(tmp_path / "dev"))
+    assert code == 2 and "dev" in err
+
+
+def test_unknown_option_is_refused(capsys) -> None:
+    code, _, err = _run(capsys, "transcribe", "--model", "m", "a.wav", "--bogus")
+    assert code == 2 and "--bogus" in err
