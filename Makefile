@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 AI2TEXT := $(VENV)/bin/ai2text
 STAMP := $(VENV)/.installed
 SUDO := $(shell [ "$$(id -u)" = "0" ] || echo sudo)
-SYSTEM_TOOLS := espeak-ng ffmpeg sox
+SYSTEM_TOOLS := espeak-ng ffmpeg sox chromium
 DEMO_DATA := data/demo
 DEMO_SET := data/processed/demo
 DEMO_RUN := runs/demo
@@ -22,7 +22,7 @@ $(STAMP): setup.cfg pyproject.toml
 	touch $(STAMP)
 
 # Debian packages the product uses: espeak-ng (synthetic corpus), ffmpeg (the transformers
-# pipeline decodes file paths with it), sox.
+# pipeline decodes file paths with it), sox, chromium (the slow test that renders the HTML evaluation report).
 system-deps:
 	@missing=""; for tool in $(SYSTEM_TOOLS); do command -v $$tool >/dev/null || missing="$$missing $$tool"; done; \
 	if [ -n "$$missing" ]; then \

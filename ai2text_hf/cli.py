@@ -10,6 +10,10 @@ import json
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .decoding import DecodingOptions
 
 
 def _add_synth(sub: argparse._SubParsersAction) -> None:
@@ -38,25 +42,126 @@ def _add_prepare(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "prepare",
         help="Validate a metadata CSV and build an Arrow dataset with log-mel features.",
-        description="Read a metadata CSV, check every row, decode and resample audio to 16 kHz, normalise "
-        "transcripts, compute log-mel features and save a DatasetDict (train/val/test) with report.json, "
-        "stats.json and manifest.json. Unusable rows are skipped with a reason; the run never crashes on them.",
+        description="Read a metadata CSV (or a local Hugging Face dataset), check every row, decode and resample "
+        "audio to 16 kHz, normalise transcripts, compute log-mel features and save a DatasetDict (train/val/test) "
+        "with report.json, stats.json and manifest.json. Unusable rows are skipped with reason codes and the fix; "
+        "the run never crashes on them. Preparing again with the same inputs and options is a no-op ('up to date').",
+    )
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument(
+        "--csv", help="Metadata CSV with columns file_path,transcript[,duration,split,speaker_id,...extra columns]."
+    )
+    source.add_argument(
+        "--hf-dataset",
+        help="Local Hugging Face dataset instead of a CSV: a save_to_disk folder, parquet file(s) or an audiofolder.",
     )
     p.add_argument(
-        "--csv", required=True, help="Metadata CSV with columns file_path,transcript[,duration,split,speaker_id]."
+        "--output", help="Dataset version folder to create, e.g. data/processed/v1 (not needed with --validate-only)."
     )
-    p.add_argument("--output", required=True, help="Dataset version folder to create, e.g. data/processed/v1.")
-    p.add_argument("--audio-root", help="Folder relative file paths resolve against (default: the CSV's folder).")
+    p.add_argument(
+        "--audio-root",
+        help="Folder relative file paths resolve against (default: the CSV's or dataset's folder); "
+        "paths leaving it are refused.",
+    )
+    p.add_argument(
+        "--allow-outside-root", action="store_true", help="Accept file paths outside the audio root (trusted CSVs)."
+    )
+    p.add_argument("--audio-column", default="audio", help="--hf-dataset column holding the audio (default audio).")
+    p.add_argument("--text-column", default="text", help="--hf-dataset column holding the transcript (default text).")
+    p.add_argument("--speaker-column", help="--hf-dataset column holding the speaker id (optional).")
     p.add_argument("--num-proc", type=int, help="Processes for feature extraction (default: CPU count).")
+    p.add_argument("--batch-size", type=int, default=64, help="Rows per feature-extraction batch (default 64).")
     p.add_argument("--min-duration", type=float, default=0.5, help="Skip shorter utterances, seconds (default 0.5).")
     p.add_argument("--max-duration", type=float, default=30.0, help="Skip longer utterances, seconds (default 30).")
+    p.add_argument(
+        "--duration-tolerance",
+        type=float,
+        default=0.1,
+        help="Skip a row whose CSV duration differs from the audio's by more, seconds (default 0.1).",
+    )
+    p.add_argument(
+        "--silence-db", type=float, default=-60.0, help="Skip clips quieter than this RMS level, dBFS (default -60)."
+    )
+    p.add_argument(
+        "--max-clipped",
+        type=float,
+        default=0.01,
+        help="Skip clips with a larger share of samples at full scale (default 0.01 = 1%%).",
+    )
     p.add_argument(
         "--tone-placement",
         choices=["classic", "modern"],
         default="classic",
         help="Tone mark placement for oa/oe/uy: classic 'hòa' (default) or modern 'hoà'.",
     )
-    p.add_argument("--overwrite", action="store_true", help="Replace an existing dataset folder.")
+    p.add_argument(
+        "--auto-split",
+        metavar="TRAIN,VAL,TEST",
+        help="Ignore the split column and make a deterministic speaker-disjoint split, e.g. 0.9,0.05,0.05.",
+    )
+    p.add_argument("--split-seed", type=int, default=0, help="Seed of --auto-split (default 0).")
+    p.add_argument(
+        "--on-the-fly",
+        action="store_true",
+        help="Store 16 kHz audio (column 'audio') instead of features; the training collator computes features, "
+        "so waveform augmentation can happen at training time.",
+    )
+    p.add_argument("--strict", action="store_true", help="Exit non-zero and write no dataset if any row has a problem.")
+    p.add_argument(
+        "--validate-only", action="store_true", help="Only check the rows and write the report (--report); no dataset."
+    )
+    p.add_argument("--report", help="Also write report.json (one entry per row) here; required with --validate-only.")
+    p.add_argument("--overwrite", action="store_true", help="Replace an existing dataset version prepared differently.")
+
+
+def _add_import(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "import",
+        help="Write a metadata CSV from a corpus in its published layout (VIVOS, Common Voice, a folder).",
+        description="vivos: {train,test}/prompts.txt + waves/<speaker>/<id>.wav + genders.txt. commonvoice: "
+        "train/dev/test.tsv (or --tsv validated) + clips/. folder: audio files with same-named .txt transcripts. "
+        "Every listed utterance becomes a row; problems (missing audio, empty transcript) show up in the report "
+        "of `ai2text prepare`.",
+    )
+    p.add_argument("format", choices=["vivos", "commonvoice", "folder"], help="Layout of the corpus.")
+    p.add_argument("root", help="Corpus folder.")
+    p.add_argument("--output", required=True, help="Metadata CSV to write, e.g. data/vivos.csv.")
+    p.add_argument(
+        "--tsv", help="commonvoice only: import this TSV (e.g. validated) without splits, not train/dev/test."
+    )
+    p.add_argument(
+        "--speaker-from-folder",
+        action="store_true",
+        help="folder only: use each file's parent folder name as its speaker id.",
+    )
+
+
+def _add_stats(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "stats",
+        help="Print statistics of a prepared dataset version.",
+        description="Per split: files, hours, speakers, mean/min/max duration, characters per second, coverage of "
+        "the Vietnamese alphabet and share of val/test syllables seen in train.",
+    )
+    p.add_argument("dataset", help="Prepared dataset folder, e.g. data/processed/v1.")
+    p.add_argument("--json", action="store_true", help="Print the statistics as one JSON object instead of a table.")
+
+
+def _add_doctor(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "doctor",
+        help="Rank utterances whose transcript a trained model disagrees with (likely mislabelled).",
+        description="Score every utterance with a trained model's per-utterance CTC loss (per label character) and "
+        "greedy CER, and list the worst first for a person to review: audio that does not match its transcript "
+        "ranks at the top. Writes all scores to a CSV.",
+    )
+    p.add_argument("--model", required=True, help="Model folder, e.g. runs/demo/model.")
+    p.add_argument("--dataset", required=True, help="Prepared dataset folder.")
+    p.add_argument("--split", action="append", help="Split to score (repeatable; default all).")
+    p.add_argument("--sort", choices=["loss", "cer"], default="loss", help="Rank by loss per character or CER.")
+    p.add_argument("--top", type=int, default=20, help="Utterances to print (default 20).")
+    p.add_argument("--limit", type=int, help="Score only the first N utterances of each split.")
+    p.add_argument("--output", help="CSV of all scores (default runs/<name>/eval/doctor/<dataset>.csv).")
 
 
 def _add_train(sub: argparse._SubParsersAction) -> None:
@@ -73,18 +178,37 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--resume", help="Resume from a checkpoint folder, or 'latest' for the newest in the run.")
 
 
+def _add_decoding_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("decoding", "Greedy by default; beam search with --beam-width, --lm or --hotwords.")
+    g.add_argument(
+        "--beam-width", type=int, help="CTC prefix beam search width (default 1 = greedy; 10 with --lm or --hotwords)."
+    )
+    g.add_argument("--lm", help="N-gram language model folder from `ai2text lm build` (or an ARPA file).")
+    g.add_argument("--lm-weight", type=float, help="Weight of the LM log probability (default 0.5).")
+    g.add_argument(
+        "--word-score", type=float, help="Bonus per word with --lm; raise it if the LM merges words (default 3)."
+    )
+    g.add_argument("--hotwords", help="File of phrases to boost (names, places, terms), one per line.")
+    g.add_argument("--hotword-weight", type=float, help="Bonus per letter of a hotword phrase (default 2).")
+    g.add_argument("--token-beam", type=int, help="Tokens tried per frame in beam search (default 5).")
+    g.add_argument("--beam-threshold", type=float, help="Drop hypotheses this far below the best (default 15).")
+
+
 def _add_evaluate(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "evaluate",
-        help="Score a model on a dataset split (WER, CER, RTF).",
-        description="Greedy-decode a split of a prepared dataset and write eval_results.json and "
-        "predictions.csv. WER here counts Vietnamese syllables (space-separated words).",
+        help="Score a model on a dataset split (WER, CER, tone errors, RTF, per speaker).",
+        description="Decode a split of a prepared dataset, print the report and write eval_results.json and "
+        "predictions.csv (and report.html with --html); append a summary to the model's evaluations.json. "
+        "WER here counts Vietnamese syllables (space-separated words).",
     )
     p.add_argument("--model", required=True, help="Model folder, e.g. runs/demo/model.")
     p.add_argument("--dataset", required=True, help="Prepared dataset folder.")
     p.add_argument("--split", default="test", help="Split to score: train, val or test (default test).")
     p.add_argument("--output", help="Where to write results (default runs/<name>/eval/<split>/).")
     p.add_argument("--limit", type=int, help="Score only the first N utterances.")
+    p.add_argument("--html", action="store_true", help="Also write report.html: plots and the worst utterances.")
+    _add_decoding_options(p)
 
 
 def _add_transcribe(sub: argparse._SubParsersAction) -> None:
@@ -92,11 +216,59 @@ def _add_transcribe(sub: argparse._SubParsersAction) -> None:
         "transcribe",
         help="Transcribe audio files.",
         description="Print one line per file ('file<TAB>text'), or with --json one JSON object per file with "
-        "text, duration and word timestamps. Any sample rate and channel count; WAV, FLAC, OGG, MP3.",
+        "text, confidence, duration and word timestamps with confidences. Any sample rate and channel count; "
+        "WAV, FLAC, OGG, MP3. Files are batched by duration.",
     )
     p.add_argument("files", nargs="+", help="Audio files.")
     p.add_argument("--model", required=True, help="Model folder, e.g. runs/demo/model.")
-    p.add_argument("--json", action="store_true", help="One JSON object per file: file, text, duration, words.")
+    p.add_argument(
+        "--json", action="store_true", help="One JSON object per file: file, text, confidence, duration, words."
+    )
+    _add_decoding_options(p)
+
+
+def _add_compare(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "compare",
+        help="Print two evaluations side by side (compare with a baseline).",
+        description="Show two eval_results.json files (or their folders) side by side, B against A, with the "
+        "change of every metric; warns when they scored different data.",
+    )
+    p.add_argument("baseline", help="eval_results.json (or its folder) of the baseline, A.")
+    p.add_argument("candidate", help="eval_results.json (or its folder) to compare with it, B.")
+
+
+def _add_lm(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "lm",
+        help="Build n-gram language models for beam search.",
+        description="Language models for `--lm`: syllable n-grams with interpolated modified Kneser-Ney "
+        "smoothing, written as ARPA (read by the decoder's KenLM).",
+    )
+    actions = p.add_subparsers(dest="lm_command", required=True, metavar="ACTION")
+    b = actions.add_parser(
+        "build",
+        help="Build a syllable n-gram LM from text files.",
+        description="Normalise the text like transcripts and estimate a syllable n-gram LM; writes lm.arpa "
+        "and lm.json into --output.",
+    )
+    b.add_argument(
+        "--text",
+        nargs="+",
+        required=True,
+        help="Text files: one sentence per line, a TSV (first column) or a metadata CSV (transcript column).",
+    )
+    b.add_argument("--output", required=True, help="Folder to write lm.arpa and lm.json into.")
+    b.add_argument("--order", type=int, default=3, choices=[2, 3, 4, 5], help="N-gram order (default 3).")
+    b.add_argument(
+        "--exclude", nargs="+", default=[], help="Files of sentences to leave out, e.g. the test transcripts."
+    )
+    b.add_argument(
+        "--tone-placement",
+        choices=["classic", "modern"],
+        default="classic",
+        help="Tone placement of the model the LM is for (default classic).",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -105,7 +277,18 @@ def build_parser() -> argparse.ArgumentParser:
         description="Train, evaluate and use Vietnamese speech-to-text (CTC) models on the Hugging Face stack.",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for add in (_add_synth, _add_prepare, _add_train, _add_evaluate, _add_transcribe):
+    for add in (
+        _add_synth,
+        _add_import,
+        _add_prepare,
+        _add_stats,
+        _add_train,
+        _add_evaluate,
+        _add_doctor,
+        _add_transcribe,
+        _add_compare,
+        _add_lm,
+    ):
         add(sub)
     return parser
 
@@ -130,17 +313,63 @@ def _run_synth(args: argparse.Namespace) -> None:
 def _run_prepare(args: argparse.Namespace) -> None:
     from .data.prepare import prepare_dataset
 
+    if not args.validate_only and not args.output:
+        raise ValueError("prepare needs --output (the dataset version folder), or --validate-only --report PATH.")
     result = prepare_dataset(
         args.csv,
         args.output,
+        hf_dataset=args.hf_dataset,
+        audio_column=args.audio_column,
+        text_column=args.text_column,
+        speaker_column=args.speaker_column,
         audio_root=args.audio_root,
-        num_proc=args.num_proc,
+        allow_outside_root=args.allow_outside_root,
+        num_proc=args.num_proc or os.cpu_count(),
+        batch_size=args.batch_size,
         min_duration=args.min_duration,
         max_duration=args.max_duration,
+        duration_tolerance=args.duration_tolerance,
+        silence_db=args.silence_db,
+        max_clipped_share=args.max_clipped,
         tone_placement=args.tone_placement,
+        auto_split_ratios=args.auto_split,
+        split_seed=args.split_seed,
+        on_the_fly=args.on_the_fly,
+        strict=args.strict,
+        validate_only=args.validate_only,
+        report_path=args.report,
         overwrite=args.overwrite,
     )
-    print(f"Dataset written: {result.output_dir}")
+    print(f"Report written: {result.report_path}" if args.validate_only else f"Dataset: {result.output_dir}")
+
+
+def _run_import(args: argparse.Namespace) -> None:
+    from .data import importers
+
+    if args.format == "vivos":
+        result = importers.import_vivos(args.root, args.output)
+    elif args.format == "commonvoice":
+        result = importers.import_commonvoice(args.root, args.output, tsv=args.tsv)
+    else:
+        result = importers.import_folder(args.root, args.output, speaker_from_folder=args.speaker_from_folder)
+    print(result.summary())
+
+
+def _run_stats(args: argparse.Namespace) -> None:
+    from .data.stats import dataset_statistics, format_statistics
+
+    stats = dataset_statistics(args.dataset)
+    print(json.dumps(stats, indent=2) if args.json else format_statistics(stats))
+
+
+def _run_doctor(args: argparse.Namespace) -> None:
+    from .evaluation.doctor import diagnose, format_suspects, write_suspects
+    from .evaluation.evaluate import default_output_dir
+
+    suspects = diagnose(args.model, args.dataset, splits=args.split, sort_by=args.sort, limit=args.limit)
+    output = args.output or default_output_dir(Path(args.model), "doctor") / f"{Path(args.dataset).name}.csv"
+    print(format_suspects(suspects, args.top))
+    print(f"All {len(suspects)} scores written to {write_suspects(suspects, output)}")
 
 
 def _run_train(args: argparse.Namespace, extra: list[str]) -> None:
@@ -152,21 +381,35 @@ def _run_train(args: argparse.Namespace, extra: list[str]) -> None:
     print(f"Model: {result.model_dir}")
 
 
-def _run_evaluate(args: argparse.Namespace) -> None:
-    from .evaluation import evaluate_split
+def _decoding_options(args: argparse.Namespace) -> DecodingOptions:
+    from .decoding import DecodingOptions
 
-    result = evaluate_split(args.model, args.dataset, args.split, args.output, limit=args.limit)
-    m = result.metrics
-    print("Evaluation Results:")
-    print("==================")
-    print(f"{args.split.capitalize()} Set: {m['num_samples']} samples")
-    print(f"Duration: {m['hours']:.2f} hours\n")
-    print("Metrics:")
-    print(f"├── Word (syllable) Error Rate (WER): {100 * m['wer']:.2f}%")
-    print(f"├── Character Error Rate (CER): {100 * m['cer']:.2f}%")
-    print(f"├── Accuracy: {100 * (1 - m['wer']):.2f}%")
-    print(f"└── Processing Speed: {m['rtf']:.4f}x realtime\n")
-    print(f"Results written to {result.output_dir}")
+    return DecodingOptions.create(
+        beam_width=args.beam_width,
+        lm=args.lm,
+        lm_weight=args.lm_weight,
+        word_score=args.word_score,
+        hotwords=args.hotwords,
+        hotword_weight=args.hotword_weight,
+        token_beam=args.token_beam,
+        beam_threshold=args.beam_threshold,
+    )
+
+
+def _run_evaluate(args: argparse.Namespace) -> None:
+    from .evaluation import evaluate_split, format_report
+
+    result = evaluate_split(
+        args.model,
+        args.dataset,
+        args.split,
+        args.output,
+        limit=args.limit,
+        decoding=_decoding_options(args),
+        html=args.html,
+    )
+    print(format_report(result.metrics))
+    print(f"\nResults written to {result.output_dir}")
 
 
 def _run_transcribe(args: argparse.Namespace) -> None:
@@ -175,11 +418,28 @@ def _run_transcribe(args: argparse.Namespace) -> None:
     missing = [f for f in args.files if not Path(f).is_file()]
     if missing:
         raise FileNotFoundError(f"No such audio file: {', '.join(missing)}")
-    for result in Transcriber(args.model).transcribe_batch(args.files):
+    for result in Transcriber(args.model, decoding=_decoding_options(args)).transcribe_batch(args.files):
         if args.json:
             print(json.dumps(result, ensure_ascii=False))
         else:
             print(f"{result['file']}\t{result['text']}")
+
+
+def _run_compare(args: argparse.Namespace) -> None:
+    from .evaluation import compare_files
+
+    print(compare_files(args.baseline, args.candidate))
+
+
+def _run_lm(args: argparse.Namespace) -> None:
+    from .decoding.lm import ARPA_NAME, build_lm
+
+    info = build_lm(args.text, args.output, args.order, args.tone_placement, args.exclude)
+    print(
+        f"{info['order']}-gram syllable LM from {info['sentences']} sentences ({info['tokens']} syllables, "
+        f"{info['excluded_sentences']} excluded); n-grams per order: {info['ngrams']}"
+    )
+    print(f"Language model written: {Path(args.output) / ARPA_NAME}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -192,10 +452,18 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "train":
             _run_train(args, extra)
         else:
-            {"synth": _run_synth, "prepare": _run_prepare, "evaluate": _run_evaluate, "transcribe": _run_transcribe}[
-                args.command
-            ](args)
-    except (FileNotFoundError, ValueError) as error:
+            {
+                "synth": _run_synth,
+                "import": _run_import,
+                "prepare": _run_prepare,
+                "stats": _run_stats,
+                "doctor": _run_doctor,
+                "evaluate": _run_evaluate,
+                "transcribe": _run_transcribe,
+                "compare": _run_compare,
+                "lm": _run_lm,
+            }[args.command](args)
+    except (FileNotFoundError, FileExistsError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     return 0

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from .data.audio import load_audio
-from .decoding import DecodedUtterance, greedy_decode
+from .decoding import DecodedUtterance, DecodingOptions, build_decoder
 from .feature_extraction_ai2text import AI2TextFeatureExtractor
 from .modeling_ai2text import AI2TextForCTC
 from .tokenization_ai2text import AI2TextTokenizer
@@ -33,15 +33,22 @@ def duration_batches(durations: Sequence[float], max_batch_seconds: float) -> It
 
 
 class Transcriber:
-    """A loaded model folder: greedy transcription with word timestamps.
+    """A loaded model folder: transcription with word timestamps and confidences.
 
     Args:
         model_dir: a folder written by training (``runs/<name>/model``) or ``save_pretrained``.
         device: torch device; CUDA when available by default.
         max_batch_seconds: audio per forward pass when transcribing many inputs.
+        decoding: greedy (the default) or beam search with an LM and hotwords.
     """
 
-    def __init__(self, model_dir: str | Path, device: str | None = None, max_batch_seconds: float = 240.0):
+    def __init__(
+        self,
+        model_dir: str | Path,
+        device: str | None = None,
+        max_batch_seconds: float = 240.0,
+        decoding: DecodingOptions | None = None,
+    ):
         model_dir = Path(model_dir)
         if not (model_dir / "config.json").is_file():
             raise FileNotFoundError(
@@ -54,6 +61,8 @@ class Transcriber:
         self.tokenizer = AI2TextTokenizer.from_pretrained(str(model_dir))
         self.max_batch_seconds = max_batch_seconds
         self.seconds_per_frame = self.model.config.inputs_to_logits_ratio / self.feature_extractor.sampling_rate
+        self.decoding = decoding or DecodingOptions()
+        self.decoder = build_decoder(self.tokenizer, self.decoding)
 
     @torch.inference_mode()
     def decode_features(self, features: Sequence[np.ndarray], word_timestamps: bool = True) -> list[DecodedUtterance]:
@@ -66,7 +75,7 @@ class Transcriber:
         mask = torch.arange(batch.shape[1])[None, :] < lengths[:, None]
         logits = self.model(input_features=batch.to(self.device), attention_mask=mask.to(self.device)).logits
         out_lengths = self.model._get_feat_extract_output_lengths(lengths)
-        return greedy_decode(logits, out_lengths, self.tokenizer, self.seconds_per_frame, word_timestamps)
+        return self.decoder.decode(logits, out_lengths, self.seconds_per_frame, word_timestamps)
 
     def transcribe_arrays(
         self, waveforms: Sequence[np.ndarray], word_timestamps: bool = True
@@ -82,11 +91,18 @@ class Transcriber:
         return results  # type: ignore[return-value]
 
     def transcribe_batch(self, files: Sequence[str | Path], word_timestamps: bool = True) -> list[dict]:
-        """``[{"file", "text", "duration", "words": [{"word", "start", "end"}]}]``, one per file."""
+        """``[{"file", "text", "confidence", "duration", "words": [{"word", "start", "end", "confidence"}]}]``,
+        one per file, in the order given (files are batched by duration internally)."""
         waveforms = [load_audio(f, self.feature_extractor.sampling_rate)[0] for f in files]
         decoded = self.transcribe_arrays(waveforms, word_timestamps)
         sr = self.feature_extractor.sampling_rate
         return [
-            {"file": str(f), "text": d.text, "duration": round(len(w) / sr, 3), "words": d.words}
+            {
+                "file": str(f),
+                "text": d.text,
+                "confidence": round(d.confidence, 4),
+                "duration": round(len(w) / sr, 3),
+                "words": d.words,
+            }
             for f, w, d in zip(files, waveforms, decoded)
         ]

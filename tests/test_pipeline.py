@@ -20,10 +20,15 @@ import ai2text_hf  # noqa: F401  (registers the model with the Auto classes)
 from ai2text_hf.metrics import error_rates
 
 SR = 16000
-# Measured on the fixture model: ~0.05 CER on its own train utterances (see the report in the PR).
-TRAIN_CER_MAX = 0.20
-# 8 kHz loses everything above 4 kHz; the text may change a little, not wholesale.
-RESAMPLED_TEXT_CER_MAX = 0.15
+# CER on four of its own train utterances; measured 0.05 on the fixture model (0.035 over 40 of them).
+TRAIN_CER_MAX = 0.15
+# CER between the text of the 16 kHz original and of the same audio at another rate, over the same four
+# utterances. 44.1 kHz: measured 0.01. 8 kHz loses everything above 4 kHz, which the model never heard
+# missing: measured 0.31 (and 0.77 when the 8 kHz array is wrongly passed as 16 kHz, the failure this catches).
+RESAMPLED_TEXT_CER_MAX = {44100: 0.10, 8000: 0.45}
+# One logit frame (inputs_to_logits_ratio / 16 kHz): a CTC word ending on the last frame ends one frame
+# after that frame's centre, which may lie up to one frame past the end of the audio.
+FRAME_SECONDS = 0.04
 
 
 def _cer(reference: str, hypothesis: str) -> float:
@@ -69,19 +74,20 @@ def test_wav_file_path_gives_the_same_text_as_the_array(asr, train_rows) -> None
 
 
 @pytest.mark.parametrize("rate", [8000, 44100])
-def test_other_sampling_rates_are_resampled(asr, train_rows, tmp_path, rate: int) -> None:
-    row = train_rows[1]
-    audio = _read(row["path"])
-    reference_text = asr(audio)["text"]
-    resampled = soxr.resample(audio, SR, rate, quality="HQ").astype(np.float32)
-    texts = {"dict": asr({"raw": resampled.copy(), "sampling_rate": rate})["text"]}
+def test_other_sampling_rates_give_nearly_the_same_text(asr, train_rows, tmp_path, rate: int) -> None:
+    audios = [_read(row["path"]) for row in train_rows]
+    original = [asr(audio)["text"] for audio in audios]
+    resampled = [soxr.resample(audio, SR, rate, quality="HQ").astype(np.float32) for audio in audios]
+    texts = {"dict": [asr({"raw": audio.copy(), "sampling_rate": rate})["text"] for audio in resampled]}
     if shutil.which("ffmpeg") is not None:
-        path = tmp_path / f"utterance_{rate}.wav"
-        sf.write(path, resampled, rate, subtype="PCM_16")
-        texts["file"] = asr(str(path))["text"]
-    for how, text in texts.items():
-        assert _cer(reference_text, text) <= RESAMPLED_TEXT_CER_MAX, (how, reference_text, text)
-        assert _cer(row["transcript"], text) < TRAIN_CER_MAX + RESAMPLED_TEXT_CER_MAX, (how, text)
+        texts["file"] = []
+        for index, audio in enumerate(resampled):
+            path = tmp_path / f"utterance{index}_{rate}.wav"
+            sf.write(path, audio, rate, subtype="PCM_16")
+            texts["file"].append(asr(str(path))["text"])
+    for how, hypotheses in texts.items():
+        cer = error_rates(original, hypotheses)["cer"]
+        assert cer <= RESAMPLED_TEXT_CER_MAX[rate], (how, cer, list(zip(original, hypotheses)))
 
 
 def test_word_timestamps_are_ordered_and_inside_the_audio(asr, train_rows) -> None:
@@ -94,23 +100,25 @@ def test_word_timestamps_are_ordered_and_inside_the_audio(asr, train_rows) -> No
         previous_end = 0.0
         for chunk in chunks:
             start, end = chunk["timestamp"]
-            assert 0.0 <= start <= end <= duration + 1e-6, (chunk, duration)
+            assert 0.0 <= start <= end <= duration + FRAME_SECONDS, (chunk, duration)
             assert start >= previous_end - 1e-6, chunks
             previous_end = end
         assert chunks[-1]["timestamp"][1] > chunks[0]["timestamp"][0]
 
 
 def test_batched_list_gives_the_same_texts_as_one_by_one(asr, trained_model) -> None:
-    rows = trained_model.rows("test")[:7]
+    rows = sorted(trained_model.rows("test"), key=lambda row: float(row["duration"]))
+    rows = [rows[i] for i in (0, -1, 1, -2, 2, -3, len(rows) // 2)]  # short and long mixed in each batch
     audios = [_read(str(trained_model.corpus_dir / row["file_path"])) for row in rows]
-    assert max(map(len, audios)) > 1.5 * min(map(len, audios))  # the batches really pad
+    assert len(audios[1]) > 1.5 * len(audios[0])  # the batches really pad
     one_by_one = [asr(audio)["text"] for audio in audios]
     batched = [out["text"] for out in asr([audio.copy() for audio in audios], batch_size=4)]
     assert batched == one_by_one
 
 
 def _long_recording(trained_model: TrainedModel, seconds: float = 120.0) -> tuple[np.ndarray, str]:
-    """Test utterances, then train ones, joined by 0.3-0.8 s pauses until ``seconds`` of audio."""
+    """Test utterances, then train ones, joined by 0.3-0.8 s pauses until ``seconds`` of audio; and the joined
+    transcripts."""
     rng = np.random.default_rng(0)
     rows = trained_model.rows("test") + trained_model.rows("train")
     pieces, words, total = [], [], 0.0
@@ -126,16 +134,25 @@ def _long_recording(trained_model: TrainedModel, seconds: float = 120.0) -> tupl
 
 
 def test_chunked_long_audio_is_as_good_as_unchunked(asr, trained_model, record_property) -> None:
+    """Chunking a 2-minute recording (10 s chunks, default 1/6 strides) may cost at most 2 CER points.
+
+    Measured on the fixture model: CER 0.59 unchunked, 0.43 chunked (0.23 for the utterances one by one).
+    The fixture model only ever heard clips under 5 s, so it reads the whole 2 minutes at once *worse*
+    than in chunks; the check is therefore one-sided, plus word counts that catch lost or doubled strides.
+    """
     audio, reference = _long_recording(trained_model)
     assert 120 <= len(audio) / SR < 130
     unchunked = asr(audio.copy())["text"]
-    chunked = asr(audio.copy(), chunk_length_s=10, batch_size=4)["text"]
+    chunked = asr(audio.copy(), chunk_length_s=10)["text"]
     cer_unchunked, cer_chunked = _cer(reference, unchunked), _cer(reference, chunked)
-    record_property("cer_unchunked", cer_unchunked)
-    record_property("cer_chunked", cer_chunked)
+    record_property("cer_unchunked", round(cer_unchunked, 4))
+    record_property("cer_chunked", round(cer_chunked, 4))
     print(f"2-minute recording: CER unchunked {cer_unchunked:.4f}, chunked (10 s) {cer_chunked:.4f}")
-    assert abs(cer_chunked - cer_unchunked) <= 0.02, (cer_unchunked, cer_chunked)
-    assert cer_chunked < 0.5
+    assert cer_chunked <= cer_unchunked + 0.02, (cer_unchunked, cer_chunked)
+    # Overlapping strides counted twice would add ~1/3 more words; dropped ones would remove as many.
+    assert 0.9 <= len(chunked.split()) / len(reference.split()) <= 1.1, (len(chunked.split()), len(reference.split()))
+    # Batching the chunks (the last one is padded) changes nothing.
+    assert asr(audio.copy(), chunk_length_s=10, batch_size=4)["text"] == chunked
 
 
 def test_real_speech_gives_a_string(asr) -> None:
@@ -143,6 +160,7 @@ def test_real_speech_gives_a_string(asr) -> None:
     files = sorted((real_vi / "audio").glob("*.wav"))[:3]
     assert files
     for path in files:
+        if shutil.which("ffmpeg") is not None:
+            assert isinstance(asr(str(path))["text"], str)
         audio, sr = sf.read(path, dtype="float32")
-        text = asr({"raw": audio, "sampling_rate": sr})["text"]
-        assert isinstance(text, str)
+        assert isinstance(asr({"raw": audio, "sampling_rate": sr})["text"], str)

@@ -42,9 +42,9 @@ def test_run_folder_layout(trained_model: TrainedModel) -> None:
     run = trained_model.run_dir
     model = run / "model"
     names = {p.name for p in model.iterdir()}
-    expected = {"config.json", "model.safetensors", "tokenizer_config.json", "vocab.json",
-                "preprocessor_config.json", *CODE_FILES}
+    expected = {"config.json", "model.safetensors", "tokenizer_config.json", "vocab.json", *CODE_FILES}
     assert expected <= names, f"missing {sorted(expected - names)}"
+    assert names & {"processor_config.json", "preprocessor_config.json"}, "no feature extractor settings"
     assert (run / "checkpoints").is_dir() and list((run / "checkpoints").glob("checkpoint-*"))
     log = (run / "logs" / "training.log").read_text(encoding="utf-8")
     assert "Summary:" in log and "Val CER" in log and "Saved best model" in log

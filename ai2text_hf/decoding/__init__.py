@@ -1,5 +1,7 @@
-"""Turning CTC posteriors into text."""
+"""Turning CTC posteriors into text: greedy or beam search, n-gram LM, hotwords, confidences."""
 
-from .greedy import DecodedUtterance, greedy_decode
+from .beam import BeamSearchDecoder, DecodingOptions, build_decoder
+from .core import CTCDecoder, DecodedUtterance
+from .greedy import GreedyDecoder
 
-__all__ = ["DecodedUtterance", "greedy_decode"]
+__all__ = ["BeamSearchDecoder", "CTCDecoder", "DecodedUtterance", "DecodingOptions", "GreedyDecoder", "build_decoder"]

@@ -1,7 +1,9 @@
 """Evaluate a model folder on a split of a prepared dataset.
 
-Writes ``eval_results.json`` (metrics as fractions under lowercase keys) and ``predictions.csv``
-(one row per utterance) — the contract other tools and the model card read.
+Writes ``eval_results.json`` (metrics as fractions under lowercase keys, plus model, data version and
+decoding settings) and ``predictions.csv`` (one row per utterance: id, reference, hypothesis, cer, wer)
+— the contract other tools and the model card read — and appends a summary to the model folder's
+``evaluations.json``. ``html=True`` adds ``report.html``.
 """
 
 from __future__ import annotations
@@ -10,14 +12,25 @@ import csv
 import json
 import time
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
 
 from ..data.features import assert_features_match
 from ..data.prepare import load_prepared, read_manifest
+from ..decoding import DecodingOptions
 from ..inference import Transcriber, duration_batches
-from ..metrics import error_rates, utterance_error_rates
+from ..metrics import error_analysis, utterance_error_rates
+from .html import write_html_report
+from .report import RESULTS_NAME
+
+PREDICTIONS_NAME = "predictions.csv"
+HTML_NAME = "report.html"
+HISTORY_NAME = "evaluations.json"
+PREDICTION_COLUMNS = ["id", "reference", "hypothesis", "cer", "wer"]
+# What evaluations.json keeps of each run: enough for a model card line and to find the full results.
+SUMMARY_KEYS = ["wer", "cer", "accuracy", "sentence_accuracy", "tone_error_rate", "rtf", "num_samples", "hours"]
 
 
 @dataclass
@@ -32,6 +45,36 @@ def default_output_dir(model_dir: Path, split: str) -> Path:
     return base / "eval" / split
 
 
+def _data_version(dataset_dir: Path, manifest: dict) -> dict:
+    source = manifest.get("source", {})
+    return {"name": dataset_dir.name, "created": manifest.get("created"), "source_sha256": source.get("sha256")}
+
+
+def _write_predictions(path: Path, rows: list[dict]) -> None:
+    with open(path, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(PREDICTION_COLUMNS)
+        for row in rows:
+            writer.writerow([row["id"], row["reference"], row["hypothesis"], f"{row['cer']:.4f}", f"{row['wer']:.4f}"])
+
+
+def _append_history(model_dir: Path, metrics: dict, output_dir: Path) -> None:
+    """Add this run to ``<model_dir>/evaluations.json`` (a list, oldest first) for the model card."""
+    path = model_dir / HISTORY_NAME
+    history = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else []
+    history.append(
+        {
+            "date": metrics["date"],
+            "dataset": metrics["data_version"]["name"],
+            "split": metrics["split"],
+            **{key: metrics[key] for key in SUMMARY_KEYS},
+            "decoding": metrics["decoding"],
+            "results": str(output_dir / RESULTS_NAME),
+        }
+    )
+    path.write_text(json.dumps(history, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+
+
 def evaluate_split(
     model_dir: str | Path,
     dataset_dir: str | Path,
@@ -39,10 +82,12 @@ def evaluate_split(
     output_dir: str | Path | None = None,
     max_batch_seconds: float = 240.0,
     limit: int | None = None,
+    decoding: DecodingOptions | None = None,
+    html: bool = False,
 ) -> EvalResult:
-    """Greedy-decode ``split`` from its stored features, score it, write the result files."""
+    """Decode ``split`` from its stored features, score it, write the result files."""
     model_dir, dataset_dir = Path(model_dir), Path(dataset_dir)
-    transcriber = Transcriber(model_dir, max_batch_seconds=max_batch_seconds)
+    transcriber = Transcriber(model_dir, max_batch_seconds=max_batch_seconds, decoding=decoding)
     manifest = read_manifest(dataset_dir)
     assert_features_match(manifest["feature_extractor"], transcriber.feature_extractor.to_dict(), str(dataset_dir))
     data = load_prepared(dataset_dir)
@@ -57,36 +102,43 @@ def evaluate_split(
     durations = [float(d) for d in dataset["duration"]]
 
     hypotheses: list[str] = [""] * len(dataset)
+    confidences: list[float] = [0.0] * len(dataset)
     start = time.perf_counter()
     for batch in duration_batches(durations, max_batch_seconds):
         rows = dataset[batch]
         for index, decoded in zip(batch, transcriber.decode_features(rows["input_features"], word_timestamps=False)):
             hypotheses[index] = decoded.text
+            confidences[index] = decoded.confidence
     elapsed = time.perf_counter() - start
 
     references = list(dataset["text"])
+    speakers = [str(s) for s in dataset["speaker_id"]] if "speaker_id" in dataset.column_names else None
     tone = transcriber.tokenizer.tone_placement
-    totals = error_rates(references, hypotheses, tone)
     audio_seconds = float(np.sum(durations))
     metrics = {
-        "wer": totals["wer"],
-        "cer": totals["cer"],
+        **error_analysis(references, hypotheses, tone, speakers=speakers),
         "num_samples": len(dataset),
         "hours": audio_seconds / 3600,
         "rtf": elapsed / audio_seconds,
+        "mean_confidence": float(np.mean(confidences)),
         "model": str(model_dir),
         "dataset": str(dataset_dir),
+        "data_version": _data_version(dataset_dir, manifest),
         "split": split,
-        "decoding": {"method": "greedy"},
+        "decoding": transcriber.decoding.to_dict(),
         "features": "precomputed (dataset)",
+        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
     out = Path(output_dir) if output_dir else default_output_dir(model_dir, split)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "eval_results.json").write_text(json.dumps(metrics, indent=2, ensure_ascii=False), encoding="utf-8")
-    with open(out / "predictions.csv", "w", newline="", encoding="utf-8") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["id", "reference", "hypothesis", "cer", "wer"])
-        for uid, ref, hyp in zip(dataset["id"], references, hypotheses):
-            rates = utterance_error_rates(ref, hyp, tone)
-            writer.writerow([uid, ref, hyp, f"{rates['cer']:.4f}", f"{rates['wer']:.4f}"])
+    (out / RESULTS_NAME).write_text(json.dumps(metrics, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    predictions = [
+        {"id": uid, "reference": ref, "hypothesis": hyp, "duration": duration, "confidence": confidence}
+        | utterance_error_rates(ref, hyp, tone)
+        for uid, ref, hyp, duration, confidence in zip(dataset["id"], references, hypotheses, durations, confidences)
+    ]
+    _write_predictions(out / PREDICTIONS_NAME, predictions)
+    _append_history(model_dir, metrics, out)
+    if html:
+        write_html_report(metrics, predictions, out / HTML_NAME)
     return EvalResult(metrics=metrics, output_dir=out)

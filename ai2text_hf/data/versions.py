@@ -1,0 +1,128 @@
+"""A prepared dataset version on disk: reading it, and deciding whether it is up to date.
+
+A version folder holds::
+
+    dataset_dict.json, train/, val/, test/   DatasetDict.save_to_disk (every split present, maybe empty)
+    report.json      one entry per input row, in order: kept/skipped, reason codes, how to fix
+    stats.json       flat statistics per split (see ``ai2text_hf.data.stats``)
+    manifest.json    source checksums, every option, feature settings, package version, counts
+
+A version is immutable: preparing into it again with the same inputs and options is a cache hit, and
+with anything different it is refused unless the caller asks to overwrite. The manifest's
+``fingerprint`` hashes exactly the parts that decide the content (``IDENTITY_KEYS``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+import datasets
+
+from .. import __version__
+
+#: Bumped when the folder layout or columns change incompatibly, so old versions are refused, not misread.
+FORMAT_VERSION = 1
+#: Manifest entries that decide a version's content; their hash is the manifest's ``fingerprint``.
+IDENTITY_KEYS = ("format_version", "ai2text_hf_version", "source", "options", "filters", "feature_extractor")
+
+
+def read_manifest(path: str | os.PathLike) -> dict:
+    """The manifest of a prepared version; fails clearly when ``path`` is not one."""
+    path = Path(path)
+    manifest_path = path / "manifest.json"
+    if not manifest_path.is_file():
+        raise FileNotFoundError(
+            f"{path} is not a prepared dataset (no manifest.json): run `ai2text prepare ...` on your "
+            "metadata CSV first (or ai2text_hf.data.prepare_dataset)."
+        )
+    manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+    version = manifest.get("format_version")
+    if version != FORMAT_VERSION:
+        raise ValueError(
+            f"{path} was prepared in format {version}, this ai2text-hf ({__version__}) reads format "
+            f"{FORMAT_VERSION}: re-run `ai2text prepare ...` to rebuild it."
+        )
+    return manifest
+
+
+def load_prepared(path: str | os.PathLike) -> datasets.DatasetDict:
+    """The train/val/test DatasetDict of a prepared version (memory-mapped, nothing loaded eagerly)."""
+    read_manifest(path)
+    if not (Path(path) / "dataset_dict.json").is_file():
+        raise FileNotFoundError(
+            f"{path} has a manifest but no dataset_dict.json: the version is incomplete, re-run "
+            "`ai2text prepare ...` with overwrite."
+        )
+    return datasets.load_from_disk(str(path))
+
+
+def fingerprint(identity: dict) -> str:
+    """sha256 of the identity entries, independent of key order."""
+    return hashlib.sha256(json.dumps(identity, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
+
+
+def is_up_to_date(output_dir: Path, identity: dict, overwrite: bool) -> bool:
+    """True when ``output_dir`` already holds this exact version; refuses a different one unless ``overwrite``.
+
+    Raises:
+        FileExistsError: ``output_dir`` exists with other content and ``overwrite`` is off.
+    """
+    if not output_dir.exists():
+        return False
+    manifest_path = output_dir / "manifest.json"
+    manifest = json.loads(manifest_path.read_text(encoding="utf-8")) if manifest_path.is_file() else None
+    if manifest is not None and manifest.get("fingerprint") == fingerprint(identity):
+        return (output_dir / "dataset_dict.json").is_file()
+    if overwrite:
+        return False
+    if manifest is None:
+        why = "it is not a prepared dataset version"
+    else:
+        why = f"it was prepared from other inputs or options (changed: {', '.join(_changes(manifest, identity))})"
+    raise FileExistsError(
+        f"{output_dir} already exists and {why}. Versions are never modified: choose a new version folder, "
+        "or pass --overwrite (overwrite=True) to replace it."
+    )
+
+
+def _changes(manifest: dict, identity: dict) -> list[str]:
+    """Which identity entries differ, down to the option (``options.tone_placement``, ``source.sha256``)."""
+    changes = []
+    for key in IDENTITY_KEYS:
+        old, new = manifest.get(key), identity[key]
+        if old == new:
+            continue
+        if isinstance(old, dict) and isinstance(new, dict):
+            changes += [f"{key}.{name}" for name in sorted(old.keys() | new.keys()) if old.get(name) != new.get(name)]
+        else:
+            changes.append(key)
+    return changes
+
+
+def save_dataset_dict(dataset: datasets.DatasetDict, path: Path) -> None:
+    # datasets 5.2 writes zero shards for an empty split, which load_from_disk then cannot read: force one.
+    empty_splits = {split: 1 for split, part in dataset.items() if len(part) == 0}
+    dataset.save_to_disk(str(path), num_shards=empty_splits)
+
+
+def write_json(path: Path, payload: object) -> None:
+    path.write_text(json.dumps(payload, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+
+
+def write_report(path: Path, entries: list[dict]) -> None:
+    """A JSON list with one entry per line: valid JSON, and still greppable / diffable for big corpora."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", encoding="utf-8") as handle:
+        handle.write("[\n")
+        handle.write(",\n".join(json.dumps(entry, ensure_ascii=False) for entry in entries))
+        handle.write("\n]\n")
+
+
+def publish(staged: Path, output_dir: Path, trash: Path) -> None:
+    """Move the finished version into place; an existing one (overwrite) is moved aside first, not merged."""
+    if output_dir.exists():
+        output_dir.rename(trash)
+    staged.rename(output_dir)

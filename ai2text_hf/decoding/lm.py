@@ -1,0 +1,274 @@
+"""Syllable n-gram language models: interpolated modified Kneser-Ney, written as ARPA.
+
+KenLM's estimation tool (``lmplz``) is neither on PyPI nor in Debian, so the model is estimated here
+the way ``lmplz`` does it (Chen & Goodman's modified Kneser-Ney, interpolated, no pruning; Heafield et
+al. 2013) and written as an ARPA file, which the KenLM query code inside flashlight-text (the
+decoder's) reads. Vietnamese orthographic words are syllables, so the units are the space-separated
+words of the normalised text: the same strings the CTC model spells between word delimiters.
+
+Estimation, for order N:
+
+* adjusted counts ``a``: raw counts for N-grams and for n-grams starting with ``<s>``, otherwise the
+  number of distinct words seen to the left (the Kneser-Ney continuation count);
+* discounts per order from the counts-of-counts ``t_k`` of adjusted counts:
+  ``D(k) = k - (k + 1) * Y * t_{k+1} / t_k`` with ``Y = t_1 / (t_1 + 2 t_2)``, for k = 1, 2, 3+
+  (``fallback_discounts`` where a tiny corpus leaves them undefined, as ``lmplz --discount_fallback``);
+* ``p(w | h) = (a(hw) - D(a(hw))) / S(h) + b(h) p(w | h')`` with ``S(h) = sum_x a(hx)``,
+  ``b(h) = (D(1) N_1(h) + D(2) N_2(h) + D(3) N_3+(h)) / S(h)``, ``h'`` the context without its first
+  word, and the unigram level interpolated with the uniform distribution over the vocabulary
+  (``<unk>`` and ``</s>`` included, ``<s>`` excluded: it is never predicted).
+
+ARPA stores the interpolated ``p`` of every seen n-gram and ``b(h)`` as the back-off weight of each
+context, so standard back-off lookup gives exactly the interpolated distribution.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..normalization_vi import normalize_text
+
+BOS, EOS, UNK = "<s>", "</s>", "<unk>"
+ARPA_NAME = "lm.arpa"
+INFO_NAME = "lm.json"
+FALLBACK_DISCOUNTS = (0.5, 1.0, 1.5)
+_LOG10_ZERO = -99.0  # ARPA's "probability zero" (used for <s>, which is never predicted)
+
+Ngram = tuple[str, ...]
+
+
+def read_text_lines(path: str | Path) -> list[str]:
+    """Sentences of a text file: one per line; a ``.tsv`` gives its first column; a ``.csv`` with a
+    ``transcript`` or ``text`` column (a metadata CSV) gives that column."""
+    path = Path(path)
+    if path.suffix.lower() == ".csv":
+        with path.open(encoding="utf-8-sig", newline="") as handle:
+            reader = csv.DictReader(handle)
+            column = next((c for c in ("transcript", "text", "sentence") if c in (reader.fieldnames or [])), None)
+            if column is None:
+                raise ValueError(f"{path} has no transcript, text or sentence column: {reader.fieldnames}")
+            return [row[column] for row in reader]
+    lines = path.read_text(encoding="utf-8-sig").splitlines()
+    if path.suffix.lower() == ".tsv":
+        lines = [line.split("\t", 1)[0] for line in lines]
+        if lines and lines[0].strip().lower() in ("sentence", "text"):
+            lines = lines[1:]
+    return lines
+
+
+def syllable_sentences(
+    lines: Iterable[str], tone_placement: str = "classic", exclude: Iterable[str] = ()
+) -> tuple[list[list[str]], int]:
+    """Normalised syllable lists of the non-empty ``lines``, minus any whose normalised text is in
+    ``exclude`` (e.g. test transcripts). Returns the sentences and how many were excluded."""
+    excluded = {normalize_text(line, tone_placement) for line in exclude} - {""}
+    sentences, dropped = [], 0
+    for line in lines:
+        text = normalize_text(line, tone_placement)
+        if not text:
+            continue
+        if text in excluded:
+            dropped += 1
+            continue
+        sentences.append(text.split())
+    return sentences, dropped
+
+
+def kneser_ney_discounts(counts_of_counts: Sequence[int]) -> tuple[float, float, float] | None:
+    """``(D1, D2, D3+)`` from ``t_1..t_4``, or ``None`` where the estimate is undefined or out of range."""
+    t1, t2, t3, t4 = counts_of_counts
+    if min(t1, t2, t3, t4) == 0:
+        return None
+    y = t1 / (t1 + 2 * t2)
+    discounts = tuple(k - (k + 1) * y * t_next / t_k for k, t_k, t_next in ((1, t1, t2), (2, t2, t3), (3, t3, t4)))
+    if any(not 0 < d <= k for k, d in enumerate(discounts, start=1)):
+        return None
+    return discounts  # type: ignore[return-value]
+
+
+@dataclass
+class NgramModel:
+    """An estimated back-off model: ``probs[n - 1]`` maps n-grams to log10 p(last | rest), ``backoffs[n - 1]``
+    maps contexts to log10 back-off weights."""
+
+    order: int
+    probs: list[dict[Ngram, float]]
+    backoffs: list[dict[Ngram, float]]
+    discounts: list[tuple[float, float, float]]
+    estimated_discounts: list[bool]  # False where the fallback was used
+
+    def log10_prob(self, word: str, context: Sequence[str] = ()) -> float:
+        """ARPA back-off lookup: the longest seen n-gram, times the back-off weights of longer contexts."""
+        context = tuple(context)[-(self.order - 1) :] if self.order > 1 else ()
+        if (word,) not in self.probs[0]:
+            word = UNK
+        penalty = 0.0
+        while True:
+            gram = (*context, word)
+            if gram in self.probs[len(gram) - 1]:
+                return penalty + self.probs[len(gram) - 1][gram]
+            penalty += self.backoffs[len(context) - 1].get(context, 0.0)
+            context = context[1:]
+
+    def write_arpa(self, path: str | Path) -> None:
+        with open(path, "w", encoding="utf-8") as out:
+            out.write("\\data\\\n")
+            for n, grams in enumerate(self.probs, start=1):
+                out.write(f"ngram {n}={len(grams)}\n")
+            for n, grams in enumerate(self.probs, start=1):
+                out.write(f"\n\\{n}-grams:\n")
+                backoffs = self.backoffs[n - 1] if n < self.order else {}
+                for gram in sorted(grams):
+                    line = f"{grams[gram]:.7g}\t{' '.join(gram)}"
+                    if gram in backoffs:
+                        line += f"\t{backoffs[gram]:.7g}"
+                    out.write(line + "\n")
+            out.write("\n\\end\\\n")
+
+
+def _log10(value: float) -> float:
+    return math.log10(value) if value > 0 else _LOG10_ZERO
+
+
+def _raw_counts(sentences: Iterable[Sequence[str]], order: int) -> list[Counter]:
+    """Counts of every n-gram (n <= order) of the ``<s> ... </s>`` padded sentences; ``<s>`` only ever
+    starts an n-gram."""
+    counts = [Counter() for _ in range(order)]
+    for words in sentences:
+        padded = (BOS, *words, EOS)
+        for end in range(1, len(padded)):
+            for n in range(1, min(order, end + 1) + 1):
+                counts[n - 1][padded[end - n + 1 : end + 1]] += 1
+    counts[0][(BOS,)] = 0  # a context only
+    return counts
+
+
+def _adjusted_counts(raw: list[Counter], order: int) -> list[dict[Ngram, int]]:
+    adjusted: list[dict[Ngram, int]] = []
+    for n in range(1, order + 1):
+        if n == order:
+            adjusted.append(dict(raw[n - 1]))
+            continue
+        left = Counter(gram[1:] for gram in raw[n])  # distinct left extensions
+        adjusted.append({gram: (c if gram[0] == BOS else left[gram]) for gram, c in raw[n - 1].items()})
+    return adjusted
+
+
+def estimate_kneser_ney(
+    sentences: Iterable[Sequence[str]],
+    order: int = 3,
+    fallback_discounts: tuple[float, float, float] = FALLBACK_DISCOUNTS,
+) -> NgramModel:
+    """Interpolated modified Kneser-Ney model of ``sentences`` (lists of words); see the module docstring."""
+    if order < 1:
+        raise ValueError(f"order must be at least 1, got {order}")
+    raw = _raw_counts(sentences, order)
+    if sum(raw[0].values()) == 0:
+        raise ValueError("No text to estimate a language model from.")
+    adjusted = _adjusted_counts(raw, order)
+    vocab_size = len({g for g in adjusted[0] if g != (BOS,)} | {(UNK,)})
+    probs: list[dict[Ngram, float]] = []  # interpolated probabilities, linear
+    backoffs: list[dict[Ngram, float]] = []
+    discounts, estimated = [], []
+    for n in range(1, order + 1):
+        grams = {g: a for g, a in adjusted[n - 1].items() if g != (BOS,)}
+        counts_of_counts = Counter(grams.values())
+        d = kneser_ney_discounts([counts_of_counts[k] for k in (1, 2, 3, 4)])
+        estimated.append(d is not None)
+        d = d or fallback_discounts
+        discounts.append(d)
+        totals: dict[Ngram, float] = defaultdict(float)
+        mass: dict[Ngram, float] = defaultdict(float)
+        for gram, a in grams.items():
+            totals[gram[:-1]] += a
+            mass[gram[:-1]] += d[min(a, 3) - 1] if a > 0 else 0.0
+        weights = {h: mass[h] / totals[h] for h in totals}
+        level = {}
+        if n == 1:
+            grams.setdefault((UNK,), 0)
+        for gram, a in grams.items():
+            h = gram[:-1]
+            discounted = (a - d[min(a, 3) - 1]) / totals[h] if a > 0 else 0.0
+            lower = probs[n - 2][gram[1:]] if n > 1 else 1.0 / vocab_size
+            level[gram] = discounted + weights[h] * lower
+        probs.append(level)
+        if n > 1:
+            backoffs.append(weights)
+    if order > 1:  # <s> is a context (it has a back-off weight) but never predicted
+        probs[0][(BOS,)] = 0.0
+    return NgramModel(
+        order=order,
+        probs=[{g: _log10(p) for g, p in level.items()} for level in probs],
+        backoffs=[{h: _log10(b) for h, b in level.items()} for level in backoffs],
+        discounts=discounts,
+        estimated_discounts=estimated,
+    )
+
+
+def build_lm(
+    text_files: Sequence[str | Path],
+    output_dir: str | Path,
+    order: int = 3,
+    tone_placement: str = "classic",
+    exclude_files: Sequence[str | Path] = (),
+) -> dict:
+    """Estimate a syllable n-gram model from ``text_files`` and write ``lm.arpa`` and ``lm.json`` (what it was
+    built from, sizes, discounts) into ``output_dir``. Sentences of ``exclude_files`` (e.g. a test split's
+    transcripts) are left out, so a WER measured with the LM is not flattered by it."""
+    lines = [line for path in text_files for line in read_text_lines(path)]
+    exclude = [line for path in exclude_files for line in read_text_lines(path)]
+    sentences, dropped = syllable_sentences(lines, tone_placement, exclude)
+    model = estimate_kneser_ney(sentences, order)
+    output_dir = Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    model.write_arpa(output_dir / ARPA_NAME)
+    info = {
+        "format": "arpa",
+        "unit": "syllable",
+        "order": order,
+        "smoothing": "interpolated modified Kneser-Ney",
+        "tone_placement": tone_placement,
+        "sources": [str(p) for p in text_files],
+        "excluded_from": [str(p) for p in exclude_files],
+        "sentences": len(sentences),
+        "excluded_sentences": dropped,
+        "tokens": sum(len(s) for s in sentences),
+        "vocabulary": len(model.probs[0]) - (1 if order > 1 else 0),
+        "ngrams": [len(level) for level in model.probs],
+        "discounts": [list(d) for d in model.discounts],
+        "estimated_discounts": model.estimated_discounts,
+    }
+    (output_dir / INFO_NAME).write_text(json.dumps(info, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    return info
+
+
+def resolve_arpa(path: str | Path) -> Path:
+    """The ARPA file of an LM folder written by :func:`build_lm`, or ``path`` itself if it is a file."""
+    path = Path(path)
+    arpa = path / ARPA_NAME if path.is_dir() else path
+    if not arpa.is_file():
+        raise FileNotFoundError(f"No language model at {path}: expected an ARPA file or a folder with {ARPA_NAME}.")
+    return arpa
+
+
+def arpa_vocabulary(path: str | Path) -> list[str]:
+    """The unigrams of an ARPA file (the decoder's word dictionary)."""
+    words, in_unigrams = [], False
+    with open(path, encoding="utf-8") as handle:
+        for line in handle:
+            line = line.strip()
+            if line == "\\1-grams:":
+                in_unigrams = True
+            elif in_unigrams and line.startswith("\\"):
+                break
+            elif in_unigrams and line:
+                words.append(line.split("\t")[1] if "\t" in line else line.split()[1])
+    if not words:
+        raise ValueError(f"{path} has no 1-grams section: not an ARPA language model.")
+    return words

@@ -1,0 +1,122 @@
+"""Decoding speed and accuracy: greedy vs CTC prefix beam search (widths 1, 5, 10, 50), with and without LM.
+
+The model runs once over the split; every decoder then reads the same posteriors, so the speeds are of
+decoding alone (utterances per second). Unless ``--lm`` is given, a 3-gram syllable LM is built from
+the dataset's train transcripts (each sentence once: the demo corpus speaks every sentence in several
+voices) with the split's own sentences excluded, so the WER gain is not flattered by the LM having
+seen the test text. ``--lm-text`` adds more text (e.g. ../shared/data/sentences/train.tsv).
+
+    .venv/bin/python -m benchmarks.bench_decode --model runs/exp1/model --dataset data/processed/demo
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from ai2text_hf.data.prepare import load_prepared
+from ai2text_hf.decoding import DecodingOptions, build_decoder
+from ai2text_hf.decoding.lm import build_lm
+from ai2text_hf.inference import Transcriber, duration_batches
+from ai2text_hf.metrics import error_rates
+
+from .common import REPO, print_table
+
+WIDTHS = (1, 5, 10, 50)
+
+
+def split_texts(dataset_dir: Path, split: str) -> list[str]:
+    return list(load_prepared(dataset_dir)[split]["text"])
+
+
+def build_demo_lm(dataset_dir: Path, split: str, output: Path, order: int, extra: list[str]) -> dict:
+    """An LM from the unique train transcripts and ``extra`` text files, the ``split`` sentences excluded."""
+    train, held_out = output / "train.txt", output / "held_out.txt"
+    train.write_text("\n".join(dict.fromkeys(split_texts(dataset_dir, "train"))) + "\n", encoding="utf-8")
+    held_out.write_text("\n".join(split_texts(dataset_dir, split)) + "\n", encoding="utf-8")
+    return build_lm([train, *extra], output / "lm", order=order, exclude_files=[held_out])
+
+
+@torch.inference_mode()
+def posteriors(transcriber: Transcriber, dataset) -> list[tuple[list[int], torch.Tensor, torch.Tensor]]:
+    """``(dataset indices, logits, output lengths)`` of every duration batch of the split."""
+    durations = [float(d) for d in dataset["duration"]]
+    batches = []
+    for batch in duration_batches(durations, transcriber.max_batch_seconds):
+        features = [torch.tensor(f) for f in dataset[batch]["input_features"]]
+        lengths = torch.tensor([f.shape[0] for f in features])
+        padded = torch.nn.utils.rnn.pad_sequence(features, batch_first=True)
+        mask = torch.arange(padded.shape[1])[None, :] < lengths[:, None]
+        logits = transcriber.model(input_features=padded, attention_mask=mask).logits
+        batches.append((batch, logits, transcriber.model._get_feat_extract_output_lengths(lengths)))
+    return batches
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default=str(REPO / "runs" / "exp1" / "model"), help="trained model folder")
+    parser.add_argument("--dataset", default=str(REPO / "data" / "processed" / "demo"), help="prepared dataset")
+    parser.add_argument("--split", default="test", help="split to decode (default test)")
+    parser.add_argument("--lm", help="LM folder (default: built from the train transcripts)")
+    parser.add_argument("--order", type=int, default=3, help="order of the LM built when --lm is absent")
+    parser.add_argument("--lm-text", nargs="*", default=[], help="more text for the LM built when --lm is absent")
+    parser.add_argument("--lm-weight", type=float, default=0.5, help="LM weight")
+    parser.add_argument("--word-score", type=float, default=3.0, help="word score with the LM")
+    parser.add_argument("--widths", type=int, nargs="+", default=list(WIDTHS), help="beam widths")
+    parser.add_argument("--limit", type=int, help="decode only the first N utterances")
+    args = parser.parse_args()
+
+    transcriber = Transcriber(args.model, device="cpu")
+    dataset = load_prepared(args.dataset)[args.split]
+    if args.limit:
+        dataset = dataset.select(range(min(args.limit, len(dataset))))
+    dataset = dataset.with_format("numpy", columns=["input_features"], output_all_columns=True)
+    references = list(dataset["text"])
+    batches = posteriors(transcriber, dataset)
+
+    with tempfile.TemporaryDirectory() as scratch:
+        lm = args.lm
+        if lm is None:
+            info = build_demo_lm(Path(args.dataset), args.split, Path(scratch), args.order, args.lm_text)
+            lm = str(Path(scratch) / "lm")
+            print(
+                f"LM: {info['order']}-gram, {info['sentences']} train sentences, {info['excluded_sentences']} excluded"
+            )
+        configs = [("greedy", DecodingOptions())]
+        configs += [(f"beam {w}", DecodingOptions(beam_width=w)) for w in args.widths]
+        configs += [
+            (
+                f"beam {w} + LM",
+                DecodingOptions(beam_width=w, lm=lm, lm_weight=args.lm_weight, word_score=args.word_score),
+            )
+            for w in args.widths
+        ]
+        rows = []
+        for name, options in configs:
+            decoder = build_decoder(transcriber.tokenizer, options)
+            hypotheses = [""] * len(references)
+            start = time.perf_counter()
+            for indices, logits, lengths in batches:
+                for index, decoded in zip(
+                    indices, decoder.decode(logits, lengths, transcriber.seconds_per_frame, False)
+                ):
+                    hypotheses[index] = decoded.text
+            seconds = time.perf_counter() - start
+            rates = error_rates(references, hypotheses, transcriber.tokenizer.tone_placement)
+            rows.append(
+                (name, f"{len(references) / seconds:.1f}", f"{100 * rates['wer']:.2f}%", f"{100 * rates['cer']:.2f}%")
+            )
+            print(rows[-1], flush=True)
+    print_table(
+        f"CTC decoding on {Path(args.dataset).name}/{args.split} ({len(references)} utterances), model {args.model}",
+        rows,
+        ("decoder", "utterances/s", "WER (syllables)", "CER"),
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,110 @@
+"""The Kneser-Ney n-gram estimator, its ARPA output as KenLM reads it, and ``ai2text lm build``."""
+
+from __future__ import annotations
+
+import json
+import random
+
+import pytest
+from flashlight.lib.text.decoder.kenlm import KenLM
+from flashlight.lib.text.dictionary import Dictionary
+
+from ai2text_hf.cli import main
+from ai2text_hf.data.synth import default_sentences_path
+from ai2text_hf.decoding.lm import (
+    BOS,
+    EOS,
+    UNK,
+    arpa_vocabulary,
+    build_lm,
+    estimate_kneser_ney,
+    kneser_ney_discounts,
+    read_text_lines,
+    syllable_sentences,
+)
+
+
+@pytest.fixture(scope="module")
+def sentences() -> list[list[str]]:
+    return syllable_sentences(read_text_lines(default_sentences_path()))[0]
+
+
+def test_discounts_follow_the_modified_kneser_ney_formula() -> None:
+    # Y = 10 / (10 + 2*5) = 0.5; D(k) = k - (k+1) Y t(k+1)/t(k)
+    assert kneser_ney_discounts([10, 5, 3, 2]) == pytest.approx((0.5, 2 - 3 * 0.5 * 3 / 5, 3 - 4 * 0.5 * 2 / 3))
+    assert kneser_ney_discounts([10, 5, 0, 2]) is None  # undefined: the caller falls back
+
+
+def test_toy_corpus_matches_hand_computed_probabilities() -> None:
+    # <s> a b </s> (twice), <s> b </s>. Counts-of-counts have zeros, so the fallback discounts 0.5/1/1.5 apply.
+    # Unigram continuation counts a=1, b=2, </s>=1 (total 4), interpolation weight (0.5*2 + 1)/4 = 0.5 with the
+    # uniform 1/4 over {a, b, </s>, <unk>}: p(a) = 0.5/4 + 0.125, p(b) = 1/4 + 0.125, p(<unk>) = 0.125.
+    model = estimate_kneser_ney([["a", "b"], ["a", "b"], ["b"]], order=2)
+    assert model.estimated_discounts == [False, False]
+    expected = {
+        ("a", ()): 0.25,
+        ("b", ()): 0.375,
+        (EOS, ()): 0.25,
+        (UNK, ()): 0.125,
+        # after <s>: a (2), b (1); weight (1 + 0.5)/3 = 0.5
+        ("a", (BOS,)): (2 - 1) / 3 + 0.5 * 0.25,
+        ("b", (BOS,)): (1 - 0.5) / 3 + 0.5 * 0.375,
+        (EOS, (BOS,)): 0.5 * 0.25,
+        # after a: b (2), weight 1/2; after b: </s> (3), weight 1.5/3
+        ("b", ("a",)): (2 - 1) / 2 + 0.5 * 0.375,
+        ("a", ("a",)): 0.5 * 0.25,
+        (EOS, ("b",)): (3 - 1.5) / 3 + 0.5 * 0.25,
+        ("zzz", ("b",)): 0.5 * 0.125,  # an unseen word is <unk>
+    }
+    for (word, context), probability in expected.items():
+        assert 10 ** model.log10_prob(word, context) == pytest.approx(probability, rel=1e-6), (word, context)
+
+
+@pytest.mark.parametrize("order", [1, 2, 3, 4])
+def test_every_context_distribution_sums_to_one(sentences, order: int) -> None:
+    model = estimate_kneser_ney(sentences, order)
+    assert all(model.estimated_discounts)  # the package sentences are enough to estimate every discount
+    vocabulary = [gram[0] for gram in model.probs[0] if gram[0] != BOS]
+    contexts = [()] + [gram for level in model.probs[: order - 1] for gram in list(level)[:40]]
+    for context in contexts:
+        total = sum(10 ** model.log10_prob(word, context) for word in vocabulary)
+        assert total == pytest.approx(1.0, abs=1e-6), context
+
+
+def test_kenlm_reads_the_arpa_file_as_the_model_computes(sentences, tmp_path) -> None:
+    model = estimate_kneser_ney(sentences, 3)
+    model.write_arpa(tmp_path / "lm.arpa")
+    words = Dictionary(arpa_vocabulary(tmp_path / "lm.arpa"))
+    words.set_default_index(words.get_index(UNK))
+    kenlm = KenLM(str(tmp_path / "lm.arpa"), words)
+    for sentence in random.Random(0).sample(sentences, 30):
+        state, context = kenlm.start(False), [BOS]
+        for word in [*sentence, "từ-lạ"]:
+            state, score = kenlm.score(state, words.get_index(word))
+            assert score == pytest.approx(model.log10_prob(word, context), abs=1e-5)
+            context.append(word)
+        assert kenlm.finish(state)[1] == pytest.approx(model.log10_prob(EOS, context), abs=1e-5)
+
+
+def test_build_lm_reads_csv_transcripts_and_leaves_out_excluded_sentences(tmp_path) -> None:
+    corpus = tmp_path / "metadata.csv"
+    corpus.write_text(
+        "file_path,transcript\na.wav,Xin chào Việt Nam.\nb.wav,Hôm nay trời đẹp.\nc.wav,Tôi là sinh viên.\n",
+        encoding="utf-8",
+    )
+    (tmp_path / "test.txt").write_text("hôm nay trời đẹp\n", encoding="utf-8")
+    info = build_lm([corpus], tmp_path / "lm", order=2, exclude_files=[tmp_path / "test.txt"])
+    assert info["sentences"] == 2 and info["excluded_sentences"] == 1 and info["tokens"] == 8
+    vocabulary = arpa_vocabulary(tmp_path / "lm" / "lm.arpa")
+    assert "việt" in vocabulary and "trời" not in vocabulary
+    assert json.loads((tmp_path / "lm" / "lm.json").read_text(encoding="utf-8"))["unit"] == "syllable"
+
+
+def test_lm_build_command_writes_the_model(capsys, tmp_path) -> None:
+    text = tmp_path / "text.tsv"
+    text.write_text("sentence\tsource\nmột hai ba\tx\nhai ba bốn\ty\n", encoding="utf-8")
+    code = main(["lm", "build", "--text", str(text), "--order", "3", "--output", str(tmp_path / "lm")])
+    assert code == 0
+    assert "3-gram syllable LM from 2 sentences" in capsys.readouterr().out
+    arpa = (tmp_path / "lm" / "lm.arpa").read_text(encoding="utf-8")
+    assert arpa.startswith("\\data\\") and "\\3-grams:" in arpa and arpa.rstrip().endswith("\\end\\")
