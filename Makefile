@@ -5,14 +5,15 @@ PY := $(VENV)/bin/python
 AI2TEXT := $(VENV)/bin/ai2text
 STAMP := $(VENV)/.installed
 SUDO := $(shell [ "$$(id -u)" = "0" ] || echo sudo)
-SYSTEM_TOOLS := espeak-ng ffmpeg sox chromium
+SYSTEM_TOOLS := espeak-ng ffmpeg sox
+BROWSER_TOOLS := chromium
 DEMO_DATA := data/demo
 DEMO_SET := data/processed/demo
 DEMO_RUN := runs/demo
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: install system-deps demo test test-slow lint bench clean
+.PHONY: install system-deps browser-deps apt-tools demo test test-slow lint bench clean
 
 install: $(STAMP)
 
@@ -22,9 +23,15 @@ $(STAMP): setup.cfg pyproject.toml
 	touch $(STAMP)
 
 # Debian packages the product uses: espeak-ng (synthetic corpus), ffmpeg (the transformers
-# pipeline decodes file paths with it), sox, chromium (the slow test that renders the HTML evaluation report).
+# pipeline decodes file paths with it), sox; chromium only for the slow tests that render pages.
 system-deps:
-	@missing=""; for tool in $(SYSTEM_TOOLS); do command -v $$tool >/dev/null || missing="$$missing $$tool"; done; \
+	@$(MAKE) --no-print-directory apt-tools TOOLS="$(SYSTEM_TOOLS)"
+
+browser-deps:
+	@$(MAKE) --no-print-directory apt-tools TOOLS="$(BROWSER_TOOLS)"
+
+apt-tools:
+	@missing=""; for tool in $(TOOLS); do command -v $$tool >/dev/null || missing="$$missing $$tool"; done; \
 	if [ -n "$$missing" ]; then \
 		echo "Installing Debian packages:$$missing"; \
 		$(SUDO) apt-get update -qq && $(SUDO) DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
@@ -50,7 +57,7 @@ test: install system-deps
 	$(PY) -m pytest -q -m "not slow"
 
 # pytest exits 5 when no test is selected; that is not a failure here.
-test-slow: install system-deps
+test-slow: install system-deps browser-deps
 	$(PY) -m pytest -q -m slow || [ $$? -eq 5 ]
 
 lint: install

@@ -94,6 +94,16 @@ def _add_prepare(sub: argparse._SubParsersAction) -> None:
         default="classic",
         help="Tone mark placement for oa/oe/uy: classic 'hòa' (default) or modern 'hoà'.",
     )
+    p.add_argument("--n-mels", type=int, help="Mel bins (default 80); must match the recipe's n_mels.")
+    p.add_argument("--n-fft", type=int, help="FFT and window size in samples (default 400); the recipe's n_fft.")
+    p.add_argument("--hop-length", type=int, help="Feature hop in samples (default 160); the recipe's hop_length.")
+    p.add_argument("--sample-rate", type=int, help="Rate audio is resampled to (default 16000); the recipe's.")
+    p.add_argument(
+        "--subsampling-factor",
+        type=int,
+        default=4,
+        help="The model's time reduction (default 4): decides which transcripts are too long for CTC.",
+    )
     p.add_argument(
         "--auto-split",
         metavar="TRAIN,VAL,TEST",
@@ -189,7 +199,7 @@ def _add_decoding_options(p: argparse.ArgumentParser) -> None:
         "--word-score", type=float, help="Bonus per word with --lm; raise it if the LM merges words (default 3)."
     )
     g.add_argument("--hotwords", help="File of phrases to boost (names, places, terms), one per line.")
-    g.add_argument("--hotword-weight", type=float, help="Bonus per letter of a hotword phrase (default 2).")
+    g.add_argument("--hotword-weight", type=float, help="Bonus per letter of a hotword phrase (default 1.5).")
     g.add_argument("--token-beam", type=int, help="Tokens tried per frame in beam search (default 5).")
     g.add_argument("--beam-threshold", type=float, help="Drop hypotheses this far below the best (default 15).")
 
@@ -312,12 +322,22 @@ def _run_synth(args: argparse.Namespace) -> None:
 
 def _run_prepare(args: argparse.Namespace) -> None:
     from .data.prepare import prepare_dataset
+    from .feature_extraction_ai2text import AI2TextFeatureExtractor
 
     if not args.validate_only and not args.output:
         raise ValueError("prepare needs --output (the dataset version folder), or --validate-only --report PATH.")
+    settings = {
+        "feature_size": args.n_mels,
+        "n_fft": args.n_fft,
+        "win_length": args.n_fft,
+        "hop_length": args.hop_length,
+        "sampling_rate": args.sample_rate,
+    }
     result = prepare_dataset(
         args.csv,
         args.output,
+        feature_extractor=AI2TextFeatureExtractor(**{k: v for k, v in settings.items() if v is not None}),
+        subsampling_factor=args.subsampling_factor,
         hf_dataset=args.hf_dataset,
         audio_column=args.audio_column,
         text_column=args.text_column,

@@ -15,7 +15,7 @@ from conftest import REPO, TrainedModel
 
 from ai2text_hf.cli import build_parser, main
 
-# The options each subcommand must offer (the user guide's names).
+# Options these subcommands must offer (the user guide's names); every other subcommand is checked too.
 OPTIONS = {
     "synth": ["--sentences", "--output", "--seed", "--val-sentences", "--test-sentences", "--train-renditions",
               "--max-sentences", "--workers"],
@@ -44,35 +44,37 @@ def _subcommands() -> dict[str, argparse.ArgumentParser]:
 def test_top_level_help_lists_every_subcommand(capsys: pytest.CaptureFixture) -> None:
     code, out, _ = _run(capsys, "--help")
     assert code == 0
-    assert set(_subcommands()) == set(OPTIONS)
-    for name in OPTIONS:
+    assert set(OPTIONS) <= set(_subcommands())
+    for name in _subcommands():
         assert name in out
 
 
-@pytest.mark.parametrize("command", sorted(OPTIONS))
+@pytest.mark.parametrize("command", sorted(set(_subcommands()) | set(OPTIONS)))
 def test_subcommand_help_mentions_every_option(capsys: pytest.CaptureFixture, command: str) -> None:
     code, out, _ = _run(capsys, command, "--help")
     assert code == 0
     declared = {s for a in _subcommands()[command]._actions for s in a.option_strings if s.startswith("--")}
-    assert set(OPTIONS[command]) <= declared
+    assert set(OPTIONS.get(command, [])) <= declared
     for option in declared:
         assert option in out, f"{command} --help does not mention {option}"
 
 
-def test_module_and_train_script_help_run_as_programs() -> None:
-    for argv in (["-m", "ai2text_hf.cli", "--help"], [str(REPO / "scripts" / "train.py"), "--help"]):
-        result = subprocess.run([sys.executable, *argv], capture_output=True, text=True, timeout=60, cwd=REPO)
-        assert result.returncode == 0, result.stderr
-        assert "usage:" in result.stdout
-    assert "--recipe" in result.stdout and "--resume" in result.stdout  # the train script shows train's options
+def _program_help(*argv: str) -> str:
+    result = subprocess.run([*argv, "--help"], capture_output=True, text=True, timeout=120, cwd=REPO)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("usage:")
+    return result.stdout
 
 
-def test_installed_console_script_help() -> None:
-    script = Path(sys.executable).parent / "ai2text"
-    if not script.is_file():
-        pytest.skip("the ai2text console script is not installed in this environment")
-    result = subprocess.run([str(script), "--help"], capture_output=True, text=True, timeout=60)
-    assert result.returncode == 0 and "transcribe" in result.stdout
+def test_ai2text_program_help() -> None:
+    script = Path(sys.executable).parent / "ai2text"  # the console script; the module where it is not installed
+    out = _program_help(str(script)) if script.is_file() else _program_help(sys.executable, "-m", "ai2text_hf.cli")
+    assert all(name in out for name in OPTIONS)
+
+
+def test_train_script_help_shows_the_train_options() -> None:
+    out = _program_help(sys.executable, str(REPO / "scripts" / "train.py"))
+    assert all(option in out for option in OPTIONS["train"])
 
 
 @pytest.fixture(scope="module")
@@ -101,8 +103,8 @@ def test_transcribe_json_gives_text_duration_and_word_times(capsys, trained_mode
         assert result["duration"] == pytest.approx(sf.info(result["file"]).duration, abs=1e-3)
         assert result["words"] and " ".join(w["word"] for w in result["words"]) == result["text"]
         for word in result["words"]:
-            assert set(word) == {"word", "start", "end"}
-            assert 0 <= word["start"] <= word["end"] <= result["duration"] + 1e-6
+            assert {"word", "start", "end"} <= set(word)
+            assert 0 <= word["start"] <= word["end"] <= result["duration"] + 0.04  # one logit frame
 
 
 def test_transcribe_missing_file_exits_2_naming_it(capsys, trained_model, two_files, tmp_path) -> None:

@@ -14,7 +14,6 @@ from ai2text_hf.data import prepare_dataset
 from ai2text_hf.evaluation.doctor import diagnose
 
 ROWS = 30
-VICTIM = 7
 
 
 @pytest.fixture(scope="module")
@@ -22,10 +21,8 @@ def swapped(trained_model: TrainedModel, tmp_path_factory: pytest.TempPathFactor
     """30 training utterances of the fixture model, one given another sentence's transcript."""
     root = tmp_path_factory.mktemp("doctor")
     rows = trained_model.rows("train")[:ROWS]
-    victim = rows[VICTIM]
-    partner = next(
-        r for r in rows if r["transcript"] != victim["transcript"] and len(r["transcript"]) <= len(victim["transcript"])
-    )
+    victim = max(rows, key=lambda row: float(row["duration"]))  # long enough for any other transcript
+    partner = min((r for r in rows if r["transcript"] != victim["transcript"]), key=lambda r: len(r["transcript"]))
     victim["transcript"] = partner["transcript"]
     with open(root / "meta.csv", "w", newline="", encoding="utf-8") as handle:
         writer = csv.DictWriter(handle, fieldnames=list(victim))

@@ -183,3 +183,13 @@ def test_guide_script_prepares_into_a_version(corpus: Path, tmp_path: Path, monk
         runpy.run_path(str(REPO / "scripts" / "prepare_data.py"), run_name="__main__")
     assert exit_.value.code == 0
     assert read_manifest(tmp_path / "v1")["counts"]["kept"] == 36
+
+
+def test_cli_feature_settings_reach_the_manifest(corpus: Path, tmp_path: Path) -> None:
+    argv = ["prepare", "--csv", str(corpus / "meta.csv"), "--output", str(tmp_path / "v1"), "--num-proc", "1"]
+    assert main([*argv, "--n-mels", "40", "--hop-length", "320", "--subsampling-factor", "2"]) == 0
+    manifest = read_manifest(tmp_path / "v1")
+    assert manifest["feature_extractor"]["feature_size"] == 40 and manifest["feature_extractor"]["hop_length"] == 320
+    assert manifest["filters"]["subsampling_factor"] == 2
+    features = load_prepared(tmp_path / "v1")["train"].with_format("numpy")[0]["input_features"]
+    assert features.shape == (0.6 * 16000 // 320 + 1, 40)

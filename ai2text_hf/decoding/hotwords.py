@@ -15,7 +15,7 @@ from pathlib import Path
 
 from ..normalization_vi import normalize_text
 
-DEFAULT_HOTWORD_WEIGHT = 2.0
+DEFAULT_HOTWORD_WEIGHT = 1.5
 
 
 @dataclass(eq=False)  # nodes are compared by identity

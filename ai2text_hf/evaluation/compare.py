@@ -6,6 +6,8 @@ from pathlib import Path
 
 from .report import decoding_line, load_results, percent
 
+MAX_SPEAKER_ROWS = 15  # more speakers in common are summarised in one row
+
 # (key, label, lower is better); rates are fractions shown as percentages.
 RATE_ROWS = [
     ("wer", "WER (syllables)", True),
@@ -49,9 +51,14 @@ def format_comparison(a: dict, b: dict, label_a: str = "A", label_b: str = "B") 
         speed = a["rtf"] / b["rtf"] if b["rtf"] else float("inf")
         rows.append(("Real-time factor", f"{a['rtf']:.4f}", f"{b['rtf']:.4f}", f"{speed:.2f}x the speed"))
     speakers_a, speakers_b = a.get("per_speaker") or {}, b.get("per_speaker") or {}
-    for name in sorted(set(speakers_a) & set(speakers_b)):
-        wer_a, wer_b = speakers_a[name]["wer"], speakers_b[name]["wer"]
-        rows.append((f"WER {name}", percent(wer_a), percent(wer_b), _change(wer_a, wer_b, True)))
+    common = sorted(set(speakers_a) & set(speakers_b))
+    changes = [(name, speakers_a[name]["wer"], speakers_b[name]["wer"]) for name in common]
+    if len(common) <= MAX_SPEAKER_ROWS:
+        rows += [(f"WER {name}", percent(wa), percent(wb), _change(wa, wb, True)) for name, wa, wb in changes]
+    else:
+        better = sum(wb < wa for _, wa, wb in changes)
+        worse = sum(wb > wa for _, wa, wb in changes)
+        rows.append(("Speakers (WER)", f"{len(common)} in both", "", f"{better} better, {worse} worse"))
     header = ("", label_a, label_b, "Change")
     widths = [max(len(str(row[i])) for row in [header, *rows]) for i in range(4)]
     lines = ["  ".join(str(cell).ljust(width) for cell, width in zip(row, widths)).rstrip() for row in [header, *rows]]

@@ -3,7 +3,13 @@
 One file with no scripts, fonts or images to fetch, so it can be mailed, attached to a run or opened
 offline. Plots: CER by utterance duration, per-speaker WER/CER bars, error-type shares, the most
 frequent character substitutions as a confusion table; then the worst utterances with reference and
-hypothesis aligned and the errors highlighted.
+hypothesis aligned and the errors highlighted. To see how it renders without a desktop (the slow test
+in tests/test_evaluate.py does this)::
+
+    chromium --headless --no-sandbox --disable-gpu --no-first-run --user-data-dir="$(mktemp -d)"
+        --window-size=1100,3000 --screenshot=report.png "file://$PWD/runs/demo/eval/test/report.html"
+
+(one command line).
 """
 
 from __future__ import annotations
