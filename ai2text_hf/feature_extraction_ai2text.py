@@ -142,7 +142,8 @@ class AI2TextFeatureExtractor(SequenceFeatureExtractor):
             batched, raw_speech = True, list(raw_speech)
         if not batched:
             raw_speech = [raw_speech]
-        waves = [torch.as_tensor(np.asarray(x, dtype=np.float32)).reshape(-1) for x in raw_speech]
+        # Writable copies only where needed: the ASR pipeline hands over read-only buffers (np.frombuffer).
+        waves = [torch.as_tensor(np.require(x, np.float32, "W")).reshape(-1) for x in raw_speech]
         for index, wave in enumerate(waves):
             if wave.numel() == 0:
                 raise ValueError(f"Audio input {index} is empty: nothing to transcribe.")

@@ -43,7 +43,7 @@ SYNTH_OPTIONS = {"max_sentences": 160, "val_sentences": 10, "test_sentences": 20
 # On top of recipes/tiny.yaml: enough epochs for the model to read its own training sentences.
 # ``disable_tqdm`` is a TrainingArguments field: it also shows such fields pass through a recipe.
 RECIPE_OVERRIDES = {"num_epochs": 30, "logging_steps": 10, "seed": 42, "disable_tqdm": True}
-# Everything that changes the corpus, the features, the model or how it is trained.
+# Everything that changes the corpus, the features, the model or how it is trained (globs under ai2text_hf/).
 KEY_SOURCES = [
     "configuration_ai2text.py",
     "modeling_ai2text.py",
@@ -52,13 +52,8 @@ KEY_SOURCES = [
     "normalization_vi.py",
     "processing_ai2text.py",
     "resources/sentences_vi.txt",
-    "data/synth.py",
-    "data/prepare.py",
-    "data/audio.py",
-    "data/collator.py",
-    "data/sampler.py",
-    "training/recipe.py",
-    "training/trainer.py",
+    "data/*.py",
+    "training/*.py",
 ]
 
 
@@ -103,9 +98,10 @@ def _cache_key() -> str:
     digest = hashlib.sha256()
     digest.update(json.dumps({"synth": SYNTH_OPTIONS, "recipe": RECIPE_OVERRIDES}, sort_keys=True).encode())
     digest.update(TINY_RECIPE.read_bytes())
-    for name in KEY_SOURCES:
-        digest.update(name.encode())
-        digest.update((PACKAGE / name).read_bytes())
+    for pattern in KEY_SOURCES:
+        for path in sorted(PACKAGE.glob(pattern)):
+            digest.update(path.relative_to(PACKAGE).as_posix().encode())
+            digest.update(path.read_bytes())
     return digest.hexdigest()[:16]
 
 

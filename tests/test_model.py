@@ -209,6 +209,16 @@ def test_feature_extractor_refuses_empty_audio() -> None:
         AI2TextFeatureExtractor()([np.zeros(SR, np.float32), np.zeros(0, np.float32)], sampling_rate=SR)
 
 
+def test_feature_extractor_takes_read_only_buffers_without_warning() -> None:
+    """The ASR pipeline decodes files into ``np.frombuffer`` arrays, which are read-only."""
+    audio = _waves(1.0)[0]
+    read_only = np.frombuffer(audio.tobytes(), dtype=np.float32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        features = AI2TextFeatureExtractor()(read_only, sampling_rate=SR)["input_features"]
+    np.testing.assert_array_equal(features, AI2TextFeatureExtractor()(audio, sampling_rate=SR)["input_features"])
+
+
 def test_feature_extractor_padded_batch_equals_one_by_one() -> None:
     extractor = AI2TextFeatureExtractor()
     waves = _waves(0.4, 2.9, 1.33)

@@ -20,15 +20,13 @@ import ai2text_hf  # noqa: F401  (registers the model with the Auto classes)
 from ai2text_hf.metrics import error_rates
 
 SR = 16000
-# CER on four of its own train utterances; measured 0.05 on the fixture model (0.035 over 40 of them).
-TRAIN_CER_MAX = 0.15
+# CER on four of its own train utterances: measured 0.00 on the fixture model (0.05 with the post-norm
+# Conformer block it had before); its unseen test sentences are at ~0.35.
+TRAIN_CER_MAX = 0.10
 # CER between the text of the 16 kHz original and of the same audio at another rate, over the same four
-# utterances. 44.1 kHz: measured 0.01. 8 kHz loses everything above 4 kHz, which the model never heard
-# missing: measured 0.31 (and 0.77 when the 8 kHz array is wrongly passed as 16 kHz, the failure this catches).
+# utterances. 44.1 kHz: measured 0.00-0.01. 8 kHz loses everything above 4 kHz, which the model never heard
+# missing: measured 0.31-0.33, against 0.76 when the 8 kHz array is wrongly passed as 16 kHz (what this catches).
 RESAMPLED_TEXT_CER_MAX = {44100: 0.10, 8000: 0.45}
-# One logit frame (inputs_to_logits_ratio / 16 kHz): a CTC word ending on the last frame ends one frame
-# after that frame's centre, which may lie up to one frame past the end of the audio.
-FRAME_SECONDS = 0.04
 
 
 def _cer(reference: str, hypothesis: str) -> float:
@@ -91,6 +89,9 @@ def test_other_sampling_rates_give_nearly_the_same_text(asr, train_rows, tmp_pat
 
 
 def test_word_timestamps_are_ordered_and_inside_the_audio(asr, train_rows) -> None:
+    # A word ending on the last logit frame ends where the next frame would be centred: at most one frame
+    # (inputs_to_logits_ratio samples, 40 ms) past the end of the audio.
+    frame_seconds = asr.model.config.inputs_to_logits_ratio / SR
     for row in train_rows:
         audio = _read(row["path"])
         duration = len(audio) / SR
@@ -100,7 +101,7 @@ def test_word_timestamps_are_ordered_and_inside_the_audio(asr, train_rows) -> No
         previous_end = 0.0
         for chunk in chunks:
             start, end = chunk["timestamp"]
-            assert 0.0 <= start <= end <= duration + FRAME_SECONDS, (chunk, duration)
+            assert 0.0 <= start <= end <= duration + frame_seconds, (chunk, duration)
             assert start >= previous_end - 1e-6, chunks
             previous_end = end
         assert chunks[-1]["timestamp"][1] > chunks[0]["timestamp"][0]
@@ -134,11 +135,10 @@ def _long_recording(trained_model: TrainedModel, seconds: float = 120.0) -> tupl
 
 
 def test_chunked_long_audio_is_as_good_as_unchunked(asr, trained_model, record_property) -> None:
-    """Chunking a 2-minute recording (10 s chunks, default 1/6 strides) may cost at most 2 CER points.
+    """Chunking a 2-minute recording (10 s chunks, default 1/6 strides) changes its CER by at most 2 points.
 
-    Measured on the fixture model: CER 0.59 unchunked, 0.43 chunked (0.23 for the utterances one by one).
-    The fixture model only ever heard clips under 5 s, so it reads the whole 2 minutes at once *worse*
-    than in chunks; the check is therefore one-sided, plus word counts that catch lost or doubled strides.
+    Measured on the fixture model: CER 0.346 unchunked, 0.345 chunked, 336 and 337 words (377 in the
+    reference: the model merges some syllables).
     """
     audio, reference = _long_recording(trained_model)
     assert 120 <= len(audio) / SR < 130
@@ -148,9 +148,10 @@ def test_chunked_long_audio_is_as_good_as_unchunked(asr, trained_model, record_p
     record_property("cer_unchunked", round(cer_unchunked, 4))
     record_property("cer_chunked", round(cer_chunked, 4))
     print(f"2-minute recording: CER unchunked {cer_unchunked:.4f}, chunked (10 s) {cer_chunked:.4f}")
-    assert cer_chunked <= cer_unchunked + 0.02, (cer_unchunked, cer_chunked)
-    # Overlapping strides counted twice would add ~1/3 more words; dropped ones would remove as many.
-    assert 0.9 <= len(chunked.split()) / len(reference.split()) <= 1.1, (len(chunked.split()), len(reference.split()))
+    assert abs(cer_chunked - cer_unchunked) <= 0.02, (cer_unchunked, cer_chunked)
+    # A stride counted twice would add ~1/6 more words, a dropped one remove as many.
+    words_unchunked, words_chunked = len(unchunked.split()), len(chunked.split())
+    assert abs(words_chunked - words_unchunked) <= 0.05 * words_unchunked, (words_unchunked, words_chunked)
     # Batching the chunks (the last one is padded) changes nothing.
     assert asr(audio.copy(), chunk_length_s=10, batch_size=4)["text"] == chunked
 
