@@ -160,7 +160,7 @@ def test_given_splits_warn_on_speaker_overlap(tmp_path: Path) -> None:
     ]
     result = prepare_dataset(_csv(tmp_path / "m.csv", rows), tmp_path / "v", progress=False)
     [warning] = result.warnings
-    assert "1 speaker(s)" in warning and "spk1 (train/test)" in warning and "--auto-split" in warning
+    assert "1 train speaker(s)" in warning and "spk1 (train/test)" in warning and "--auto-split" in warning
 
 
 def test_cli_strict_and_validate_only(corpus: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:

@@ -44,17 +44,21 @@ def auto_split(groups: Sequence[str], ratios: Sequence[float], seed: int = 0) ->
 
 
 def speaker_overlap_warning(speakers: Sequence[str], splits: Sequence[str]) -> str | None:
-    """A warning naming speakers that occur in more than one split (empty speaker ids are ignored)."""
+    """A warning naming speakers of the train split who also occur in val or test.
+
+    Only overlap with train makes scores optimistic; a speaker shared by val and test does not (empty
+    speaker ids are ignored).
+    """
     seen_in: dict[str, set[str]] = {}
     for speaker, split in zip(speakers, splits):
         if speaker:
             seen_in.setdefault(speaker, set()).add(split)
-    shared = sorted(speaker for speaker, where in seen_in.items() if len(where) > 1)
+    shared = sorted(speaker for speaker, where in seen_in.items() if "train" in where and len(where) > 1)
     if not shared:
         return None
     shown = ", ".join(f"{name} ({'/'.join(s for s in SPLITS if s in seen_in[name])})" for name in shared[:3])
     more = f" and {len(shared) - 3} more" if len(shared) > 3 else ""
     return (
-        f"{len(shared)} speaker(s) occur in more than one split: {shown}{more}. Scores on val/test will be "
+        f"{len(shared)} train speaker(s) also occur in val or test: {shown}{more}. Scores on val/test will be "
         "optimistic for them; use --auto-split for a speaker-disjoint split."
     )
