@@ -275,6 +275,9 @@ def _add_lm(sub: argparse._SubParsersAction) -> None:
         "--exclude", nargs="+", default=[], help="Files of sentences to leave out, e.g. the test transcripts."
     )
     b.add_argument(
+        "--splits", nargs="+", help="With metadata CSVs: use only rows of these splits (e.g. --splits train)."
+    )
+    b.add_argument(
         "--tone-placement",
         choices=["classic", "modern"],
         default="classic",
@@ -455,7 +458,7 @@ def _run_compare(args: argparse.Namespace) -> None:
 def _run_lm(args: argparse.Namespace) -> None:
     from .decoding.lm import ARPA_NAME, build_lm
 
-    info = build_lm(args.text, args.output, args.order, args.tone_placement, args.exclude)
+    info = build_lm(args.text, args.output, args.order, args.tone_placement, args.exclude, args.splits)
     print(
         f"{info['order']}-gram syllable LM from {info['sentences']} sentences ({info['tokens']} syllables, "
         f"{info['excluded_sentences']} excluded); n-grams per order: {info['ngrams']}"

@@ -100,6 +100,20 @@ def test_build_lm_reads_csv_transcripts_and_leaves_out_excluded_sentences(tmp_pa
     assert json.loads((tmp_path / "lm" / "lm.json").read_text(encoding="utf-8"))["unit"] == "syllable"
 
 
+def test_build_lm_keeps_only_the_requested_splits_of_a_metadata_csv(tmp_path) -> None:
+    corpus = tmp_path / "metadata.csv"
+    corpus.write_text(
+        "file_path,transcript,split\na.wav,xin chào,train\nb.wav,trời đẹp,test\nc.wav,sinh viên,val\n",
+        encoding="utf-8",
+    )
+    info = build_lm([corpus], tmp_path / "lm", order=2, splits=["train"])
+    assert info["sentences"] == 1
+    assert "trời" not in arpa_vocabulary(tmp_path / "lm" / "lm.arpa")
+    (tmp_path / "nosplit.csv").write_text("file_path,transcript\na.wav,xin chào\n", encoding="utf-8")
+    with pytest.raises(ValueError, match="no split column"):
+        build_lm([tmp_path / "nosplit.csv"], tmp_path / "lm2", splits=["train"])
+
+
 def test_lm_build_command_writes_the_model(capsys, tmp_path) -> None:
     text = tmp_path / "text.tsv"
     text.write_text("sentence\tsource\nmột hai ba\tx\nhai ba bốn\ty\n", encoding="utf-8")

@@ -43,9 +43,10 @@ _LOG10_ZERO = -99.0  # ARPA's "probability zero" (used for <s>, which is never p
 Ngram = tuple[str, ...]
 
 
-def read_text_lines(path: str | Path) -> list[str]:
+def read_text_lines(path: str | Path, splits: Sequence[str] | None = None) -> list[str]:
     """Sentences of a text file: one per line; a ``.tsv`` gives its first column; a ``.csv`` with a
-    ``transcript`` or ``text`` column (a metadata CSV) gives that column."""
+    ``transcript`` or ``text`` column (a metadata CSV) gives that column, only from rows whose ``split`` is in
+    ``splits`` when given (so an LM can be built from the train rows of a corpus without its test sentences)."""
     path = Path(path)
     if path.suffix.lower() == ".csv":
         with path.open(encoding="utf-8-sig", newline="") as handle:
@@ -53,7 +54,9 @@ def read_text_lines(path: str | Path) -> list[str]:
             column = next((c for c in ("transcript", "text", "sentence") if c in (reader.fieldnames or [])), None)
             if column is None:
                 raise ValueError(f"{path} has no transcript, text or sentence column: {reader.fieldnames}")
-            return [row[column] for row in reader]
+            if splits is not None and "split" not in (reader.fieldnames or []):
+                raise ValueError(f"{path} has no split column to select {list(splits)} from")
+            return [row[column] for row in reader if splits is None or row["split"] in splits]
     lines = path.read_text(encoding="utf-8-sig").splitlines()
     if path.suffix.lower() == ".tsv":
         lines = [line.split("\t", 1)[0] for line in lines]
@@ -217,11 +220,13 @@ def build_lm(
     order: int = 3,
     tone_placement: str = "classic",
     exclude_files: Sequence[str | Path] = (),
+    splits: Sequence[str] | None = None,
 ) -> dict:
     """Estimate a syllable n-gram model from ``text_files`` and write ``lm.arpa`` and ``lm.json`` (what it was
     built from, sizes, discounts) into ``output_dir``. Sentences of ``exclude_files`` (e.g. a test split's
-    transcripts) are left out, so a WER measured with the LM is not flattered by it."""
-    lines = [line for path in text_files for line in read_text_lines(path)]
+    transcripts) are left out, so a WER measured with the LM is not flattered by it; ``splits`` keeps only those
+    rows of metadata CSVs."""
+    lines = [line for path in text_files for line in read_text_lines(path, splits)]
     exclude = [line for path in exclude_files for line in read_text_lines(path)]
     sentences, dropped = syllable_sentences(lines, tone_placement, exclude)
     model = estimate_kneser_ney(sentences, order)
