@@ -34,6 +34,9 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, default=20.0, help="training wall-clock budget")
     parser.add_argument("--work", default=str(REPO / "data" / "bench-cc0"), help="working folder")
     parser.add_argument("--recipe", default=str(REPO / "recipes" / "demo-cpu.yaml"))
+    parser.add_argument(
+        "--epochs", type=float, default=5.0, help="epochs the LR schedule spans (5 fit in 18 min on 2 cores)"
+    )
     args = parser.parse_args()
     source = SHARED / "data" / "sentences"
     if not source.is_dir():
@@ -46,7 +49,7 @@ def main() -> None:
     dataset = work / "dataset"
     if not (dataset / "manifest.json").is_file():
         prepare_dataset(corpus / "metadata.csv", dataset, overwrite=True)
-    recipe = load_recipe(args.recipe, {"max_train_minutes": args.minutes, "num_epochs": 1000})
+    recipe = load_recipe(args.recipe, {"max_train_minutes": args.minutes, "num_epochs": args.epochs})
     start = time.monotonic()
     result = train(recipe, dataset_dir=dataset, output_dir=work / "run")
     minutes = (time.monotonic() - start) / 60
