@@ -54,7 +54,12 @@ def main() -> None:
     result = train(recipe, dataset_dir=dataset, output_dir=work / "run")
     minutes = (time.monotonic() - start) / 60
     stats = json.loads((dataset / "stats.json").read_text())
-    history = json.loads(sorted((work / "run" / "checkpoints").glob("checkpoint-*/trainer_state.json"))[-1].read_text())
+    history = json.loads(
+        max(
+            (work / "run" / "checkpoints").glob("checkpoint-*/trainer_state.json"),
+            key=lambda path: int(path.parent.name.split("-")[1]),
+        ).read_text()
+    )
     epochs = history["epoch"]
     throughput = epochs * stats["train_hours"] * 3600 / result.train_seconds
     test = evaluate_split(result.model_dir, dataset, "test").metrics
