@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from .data.audio import load_audio
+from .data.sampler import DurationBatchSampler
 from .decoding import DecodedUtterance, DecodingOptions, build_decoder
 from .feature_extraction_ai2text import AI2TextFeatureExtractor
 from .modeling_ai2text import AI2TextForCTC
@@ -20,16 +21,14 @@ from .tokenization_ai2text import AI2TextTokenizer
 
 
 def duration_batches(durations: Sequence[float], max_batch_seconds: float) -> Iterator[list[int]]:
-    """Indices grouped by similar duration so long and short inputs don't pad each other."""
-    order = np.argsort(np.asarray(durations), kind="stable")
-    batch: list[int] = []
-    for index in order.tolist():
-        if batch and durations[index] * (len(batch) + 1) > max_batch_seconds:
-            yield batch
-            batch = []
-        batch.append(index)
-    if batch:
-        yield batch
+    """Indices grouped by similar duration so long and short inputs don't pad each other.
+
+    The training sampler's packing without shuffling; an input longer than the budget gets a batch of its own.
+    """
+    if not len(durations):
+        return iter(())
+    budget = max(max_batch_seconds, float(max(durations)))
+    return iter(DurationBatchSampler(durations, budget, shuffle=False))
 
 
 class Transcriber:
