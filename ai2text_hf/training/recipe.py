@@ -24,6 +24,58 @@ _MODEL = AI2TextConfig()
 
 
 @dataclass
+class Augmentation:
+    """Waveform augmentation in the on-the-fly data path (train split only), as the guide configures it."""
+
+    enabled: bool = False
+    types: list[str] = field(default_factory=lambda: ["noise", "volume", "shift", "stretch"])
+    prob: float = 0.5  # chance that each type is applied to an utterance
+    noise_snr_db: list[float] = field(default_factory=lambda: [10.0, 30.0])
+    volume_db: list[float] = field(default_factory=lambda: [-6.0, 6.0])
+    shift_ms: float = 100.0
+    stretch: list[float] = field(default_factory=lambda: [0.9, 1.1])
+    speed_perturb: list[float] = field(default_factory=list)  # e.g. [0.9, 1.0, 1.1]; empty: off
+
+
+@dataclass
+class EarlyStopping:
+    enabled: bool = False
+    patience: int = 10  # evaluations without improvement of metric_for_best_model
+    min_delta: float = 0.0
+
+
+@dataclass
+class Ema:
+    """Exponential moving average of the weights, evaluated and saved as ``model-ema/``."""
+
+    enabled: bool = False
+    decay: float = 0.999
+
+
+@dataclass
+class Wandb:
+    enabled: bool = False
+    project: str = "ai2text-hf"
+    entity: str | None = None
+    run_name: str | None = None
+
+
+@dataclass
+class Tune:
+    """Hyperparameter search (``ai2text tune``): Optuna through ``Trainer.hyperparameter_search``."""
+
+    n_trials: int = 10
+    direction: str = "minimize"
+    # key -> {type: float|int|categorical, low, high, log, choices}
+    search_space: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+# Recipe keys that are mappings of their own, and the guide's old names for our keys.
+_SECTIONS = {"augmentation": Augmentation, "early_stopping": EarlyStopping, "ema": Ema, "wandb": Wandb, "tune": Tune}
+_ALIASES = {"checkpoint_dir": "output_dir", "database_path": "dataset"}
+
+
+@dataclass
 class Recipe:
     """Every training option, with its default. Field names follow the training guide's keys."""
 
@@ -57,25 +109,46 @@ class Recipe:
     grad_clip: float = 1.0
     num_epochs: float = 20
     warmup_steps: float = 0.1  # a float < 1 is a share of all steps
-    lr_scheduler: str = "cosine"
+    warmup_epochs: float | None = None  # the guide's key; when set it replaces warmup_steps
+    lr_scheduler: str = "cosine"  # cosine, linear, onecycle, noam or any transformers scheduler name
     max_batch_seconds: float = 200.0
     batch_size: int | None = None  # optional cap on utterances per batch
     eval_batch_seconds: float = 400.0
     grad_accum_steps: int = 1
     use_amp: bool = False
+    amp_dtype: str = "fp16"  # fp16 or bf16; `accelerate launch --mixed_precision` wins when it disagrees
+    device: str = "auto"  # auto, cpu, cuda or mps
     num_workers: int = 0
     pin_memory: bool = False
     seed: int = 42
     max_train_minutes: float | None = None  # wall-clock cap: stop, evaluate and keep the best model
-    # Checkpoints and logging
-    metric_for_best_model: str = "cer"
+    # Checkpoints, evaluation and logging
+    metric_for_best_model: str = "cer"  # cer, wer or loss
+    validate_every: int = 1  # epochs between evaluations
+    save_every: int | None = None  # also keep a checkpoint every N epochs
     save_total_limit: int = 2
     logging_steps: int = 25
+    early_stopping: EarlyStopping = field(default_factory=EarlyStopping)
+    ema: Ema = field(default_factory=Ema)
+    wandb: Wandb = field(default_factory=Wandb)
+    augmentation: Augmentation = field(default_factory=Augmentation)
+    # Fine-tuning
+    init_from: str | None = None  # one of our model folders, or any AutoModelForCTC folder (e.g. Wav2Vec2ForCTC)
+    reset_head: bool = False  # re-initialise the output layer when init_from has another vocabulary
+    freeze_feature_encoder: bool = False
+    freeze_layers: int = 0  # freeze the first N encoder layers
+    tune: Tune = field(default_factory=Tune)
     # Paths (usually given on the command line)
     dataset: str | None = None
     output_dir: str | None = None
     # Any other transformers.TrainingArguments field, passed through unchanged
     training_args: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for name, section in _SECTIONS.items():
+            value = getattr(self, name)
+            if isinstance(value, dict):
+                setattr(self, name, section(**value))
 
     @classmethod
     def keys(cls) -> list[str]:
@@ -126,20 +199,43 @@ class RecipeError(ValueError):
     """A recipe key or value that cannot be used; the message names it and the fix."""
 
 
-def _closest(key: str) -> str:
-    candidates = Recipe.keys() + sorted(_TRAINING_ARGUMENT_FIELDS)
+def _closest(key: str, candidates: list[str] | None = None) -> str:
+    if candidates is None:
+        candidates = Recipe.keys() + sorted(_TRAINING_ARGUMENT_FIELDS) + list(_ALIASES)
     match = difflib.get_close_matches(key, candidates, n=1)
     return f" Did you mean '{match[0]}'?" if match else ""
 
 
+def _merge_section(values: dict[str, Any], name: str, updates: Any, source: str) -> None:
+    """Fold a mapping into one section (``augmentation``, ``early_stopping``, ...), key by key."""
+    if not isinstance(updates, dict):
+        raise RecipeError(f"{source}: '{name}' must be a mapping of keys to values, got {updates!r}")
+    known = [f.name for f in dataclasses.fields(_SECTIONS[name])]
+    section = values.setdefault(name, {})
+    for key, value in updates.items():
+        if key not in known:
+            hint = _closest(f"{name}.{key}", [f"{name}.{k}" for k in known])
+            raise RecipeError(f"{source}: unknown key '{name}.{key}'.{hint}")
+        section[key] = value
+
+
 def _merge(values: dict[str, Any], updates: dict[str, Any], source: str) -> None:
-    """Fold ``updates`` into ``values``; TrainingArguments fields go to ``training_args``."""
+    """Fold ``updates`` into ``values``; TrainingArguments fields go to ``training_args``.
+
+    Sections merge key by key, so ``--augmentation.prob 0.3`` keeps the recipe's other augmentation keys.
+    """
     known = set(Recipe.keys())
     for key, value in updates.items():
+        key = _ALIASES.get(key, key)
+        section, _, subkey = key.partition(".")
         if key == "training_args":
             if not isinstance(value, dict):
                 raise RecipeError(f"{source}: 'training_args' must be a mapping")
             _merge(values, value, source)
+        elif section in _SECTIONS:
+            _merge_section(values, section, {subkey: value} if subkey else value, source)
+        elif subkey:
+            raise RecipeError(f"{source}: '{section}' has no sub-keys (sections: {', '.join(_SECTIONS)})")
         elif key in known:
             values[key] = value
         elif key in _TRAINING_ARGUMENT_FIELDS:
@@ -193,6 +289,10 @@ def load_recipe(path: str | Path | None = None, overrides: dict[str, Any] | None
 def _check(recipe: Recipe) -> None:
     if recipe.vocab not in ("alphabet", "data"):
         raise RecipeError(f"vocab must be 'alphabet' or 'data', got {recipe.vocab!r}")
+    if recipe.amp_dtype not in ("fp16", "bf16"):
+        raise RecipeError(f"amp_dtype must be fp16 or bf16, got {recipe.amp_dtype!r}")
+    if recipe.device not in ("auto", "cpu", "cuda", "mps"):
+        raise RecipeError(f"device must be auto, cpu, cuda or mps, got {recipe.device!r}")
     if recipe.metric_for_best_model not in ("cer", "wer", "loss"):
         raise RecipeError(f"metric_for_best_model must be cer, wer or loss, got {recipe.metric_for_best_model!r}")
     for name in ("learning_rate", "max_batch_seconds", "num_epochs"):
