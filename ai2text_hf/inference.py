@@ -14,7 +14,7 @@ import torch
 
 from .data.audio import load_audio
 from .data.sampler import DurationBatchSampler
-from .decoding import DecodedUtterance, DecodingOptions, build_decoder
+from .decoding import CTCDecoder, DecodedUtterance, DecodingOptions, build_decoder
 from .feature_extraction_ai2text import AI2TextFeatureExtractor
 from .modeling_ai2text import AI2TextForCTC
 from .tokenization_ai2text import AI2TextTokenizer
@@ -39,6 +39,10 @@ class Transcriber:
         device: torch device; CUDA when available by default.
         max_batch_seconds: audio per forward pass when transcribing many inputs.
         decoding: greedy (the default) or beam search with an LM and hotwords.
+        chunk_seconds: longer inputs run through the encoder in windows of this length (attention and
+            activations grow with the input; the logits do not need to), and their logits are stitched.
+        stride_seconds: context added on each side of a window and dropped from its logits, so every
+            kept frame saw enough audio around it.
     """
 
     def __init__(
@@ -47,6 +51,8 @@ class Transcriber:
         device: str | None = None,
         max_batch_seconds: float = 240.0,
         decoding: DecodingOptions | None = None,
+        chunk_seconds: float = 30.0,
+        stride_seconds: float = 4.0,
     ):
         model_dir = Path(model_dir)
         if not (model_dir / "config.json").is_file():
@@ -64,8 +70,11 @@ class Transcriber:
         self.decoder = build_decoder(self.tokenizer, self.decoding)
 
     @torch.inference_mode()
-    def decode_features(self, features: Sequence[np.ndarray], word_timestamps: bool = True) -> list[DecodedUtterance]:
-        """Decode one batch of unpadded (frames, mels) feature arrays."""
+    def decode_features(
+        self, features: Sequence[np.ndarray], word_timestamps: bool = True, decoder: CTCDecoder | None = None
+    ) -> list[DecodedUtterance]:
+        """Decode one batch of unpadded (frames, mels) feature arrays, with ``decoder`` instead of our own if given
+        (a server shares one model between requests that ask for different decoding)."""
         tensors = [torch.tensor(np.asarray(f, dtype=np.float32)) for f in features]
         lengths = torch.tensor([t.shape[0] for t in tensors])
         batch = torch.nn.utils.rnn.pad_sequence(
@@ -74,18 +83,19 @@ class Transcriber:
         mask = torch.arange(batch.shape[1])[None, :] < lengths[:, None]
         logits = self.model(input_features=batch.to(self.device), attention_mask=mask.to(self.device)).logits
         out_lengths = self.model._get_feat_extract_output_lengths(lengths)
-        return self.decoder.decode(logits, out_lengths, self.seconds_per_frame, word_timestamps)
+        return (decoder or self.decoder).decode(logits, out_lengths, self.seconds_per_frame, word_timestamps)
 
     def transcribe_arrays(
-        self, waveforms: Sequence[np.ndarray], word_timestamps: bool = True
+        self, waveforms: Sequence[np.ndarray], word_timestamps: bool = True, decoder: CTCDecoder | None = None
     ) -> list[DecodedUtterance]:
-        """Transcribe 16 kHz mono float waveforms, batched by duration."""
+        """Transcribe 16 kHz mono float waveforms, batched by duration (``decoder`` as in :meth:`decode_features`)."""
         sr = self.feature_extractor.sampling_rate
         durations = [len(w) / sr for w in waveforms]
         results: list[DecodedUtterance | None] = [None] * len(waveforms)
         for batch in duration_batches(durations, self.max_batch_seconds):
             features = self.feature_extractor([waveforms[i] for i in batch], sampling_rate=sr, padding=False)
-            for index, decoded in zip(batch, self.decode_features(features["input_features"], word_timestamps)):
+            decoded_batch = self.decode_features(features["input_features"], word_timestamps, decoder)
+            for index, decoded in zip(batch, decoded_batch):
                 results[index] = decoded
         return results  # type: ignore[return-value]
 
