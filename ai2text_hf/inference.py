@@ -16,7 +16,7 @@ from .data.audio import load_audio
 from .data.sampler import DurationBatchSampler
 from .decoding import CTCDecoder, DecodedUtterance, DecodingOptions, build_decoder
 from .feature_extraction_ai2text import AI2TextFeatureExtractor
-from .modeling_ai2text import AI2TextForCTC
+from .onnx_model import load_ctc_model
 from .tokenization_ai2text import AI2TextTokenizer
 
 
@@ -35,7 +35,7 @@ class Transcriber:
     """A loaded model folder: transcription with word timestamps and confidences.
 
     Args:
-        model_dir: a folder written by training (``runs/<name>/model``) or ``save_pretrained``.
+        model_dir: a folder written by training (``runs/<name>/model``), ``save_pretrained`` or ``ai2text export``.
         device: torch device; CUDA when available by default.
         max_batch_seconds: audio per forward pass when transcribing many inputs.
         decoding: greedy (the default) or beam search with an LM and hotwords.
@@ -61,7 +61,7 @@ class Transcriber:
             )
         self.model_dir = model_dir
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-        self.model = AI2TextForCTC.from_pretrained(str(model_dir)).to(self.device).eval()
+        self.model = load_ctc_model(model_dir, self.device)  # an exported folder runs on onnxruntime
         self.feature_extractor = AI2TextFeatureExtractor.from_pretrained(str(model_dir))
         self.tokenizer = AI2TextTokenizer.from_pretrained(str(model_dir))
         self.max_batch_seconds = max_batch_seconds
