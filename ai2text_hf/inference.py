@@ -70,11 +70,9 @@ class Transcriber:
         self.decoder = build_decoder(self.tokenizer, self.decoding)
 
     @torch.inference_mode()
-    def decode_features(
-        self, features: Sequence[np.ndarray], word_timestamps: bool = True, decoder: CTCDecoder | None = None
-    ) -> list[DecodedUtterance]:
-        """Decode one batch of unpadded (frames, mels) feature arrays, with ``decoder`` instead of our own if given
-        (a server shares one model between requests that ask for different decoding)."""
+    def logits(self, features: Sequence[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Logits (batch, frames, vocab) of one padded batch of unpadded (frames, mels) feature arrays, and the
+        number of valid logit frames of each."""
         tensors = [torch.tensor(np.asarray(f, dtype=np.float32)) for f in features]
         lengths = torch.tensor([t.shape[0] for t in tensors])
         batch = torch.nn.utils.rnn.pad_sequence(
@@ -82,7 +80,14 @@ class Transcriber:
         )
         mask = torch.arange(batch.shape[1])[None, :] < lengths[:, None]
         logits = self.model(input_features=batch.to(self.device), attention_mask=mask.to(self.device)).logits
-        out_lengths = self.model._get_feat_extract_output_lengths(lengths)
+        return logits, self.model._get_feat_extract_output_lengths(lengths)
+
+    def decode_features(
+        self, features: Sequence[np.ndarray], word_timestamps: bool = True, decoder: CTCDecoder | None = None
+    ) -> list[DecodedUtterance]:
+        """Decode one batch of unpadded (frames, mels) feature arrays, with ``decoder`` instead of our own if given
+        (a server shares one model between requests that ask for different decoding)."""
+        logits, out_lengths = self.logits(features)
         return (decoder or self.decoder).decode(logits, out_lengths, self.seconds_per_frame, word_timestamps)
 
     def transcribe_arrays(
