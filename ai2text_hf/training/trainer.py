@@ -223,7 +223,16 @@ def train(
         handler.close()
 
 
-def _train(recipe: Recipe, dataset_dir: Path, run_dir: Path, model_dir: Path, resume: str | None) -> TrainResult:
+def build_model(recipe: Recipe, tokenizer: AI2TextTokenizer) -> AI2TextForCTC:
+    """A fresh model as the recipe describes, sized to the tokenizer's vocabulary."""
+    return AI2TextForCTC(recipe.model_config(vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id))
+
+
+def build_trainer(recipe: Recipe, dataset_dir: Path, run_dir: Path) -> tuple[CTCTrainer, EpochSummary]:
+    """Everything a run needs before its first step: data, tokenizer, model, arguments and callbacks.
+
+    Shared by ``train`` and the hyperparameter search (``ai2text tune``), which re-creates the model per trial.
+    """
     set_seed(recipe.seed)
     manifest = read_manifest(dataset_dir)
     feature_extractor = AI2TextFeatureExtractor(
@@ -245,8 +254,8 @@ def _train(recipe: Recipe, dataset_dir: Path, run_dir: Path, model_dir: Path, re
     train_set = _add_labels(data["train"], tokenizer).with_format("numpy")
     val_set = _add_labels(data["val"], tokenizer).with_format("numpy")
 
-    config = recipe.model_config(vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id)
-    model = AI2TextForCTC(config)
+    model = build_model(recipe, tokenizer)
+    config = model.config
     run_dir.mkdir(parents=True, exist_ok=True)
     save_recipe(recipe, run_dir / "recipe.yaml")
     num_params = sum(p.numel() for p in model.parameters())
@@ -291,7 +300,7 @@ def _train(recipe: Recipe, dataset_dir: Path, run_dir: Path, model_dir: Path, re
             **recipe.training_args,
         }
     )
-    summary = EpochSummary(model_dir, recipe.metric_for_best_model)
+    summary = EpochSummary(run_dir / "model", recipe.metric_for_best_model)
     callbacks: list[TrainerCallback] = [summary, TensorBoardCallback(tb_writer=SummaryWriter(str(run_dir / "logs")))]
     if recipe.max_train_minutes:
         callbacks.append(WallClockLimit(recipe.max_train_minutes))
@@ -315,6 +324,12 @@ def _train(recipe: Recipe, dataset_dir: Path, run_dir: Path, model_dir: Path, re
         recipe.max_batch_seconds,
         100 * sampler.padding_share(),
     )
+    return trainer, summary
+
+
+def _train(recipe: Recipe, dataset_dir: Path, run_dir: Path, model_dir: Path, resume: str | None) -> TrainResult:
+    trainer, summary = build_trainer(recipe, dataset_dir, run_dir)
+    processor = trainer.processing_class
     if resume == "latest":
         resume = get_last_checkpoint(str(run_dir / "checkpoints"))
         if resume is None:
