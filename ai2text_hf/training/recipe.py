@@ -139,8 +139,11 @@ class Recipe:
     freeze_layers: int = 0  # freeze the first N encoder layers
     tune: Tune = field(default_factory=Tune)
     # Paths (usually given on the command line)
-    dataset: str | None = None
+    dataset: str | None = None  # a prepared folder, or a metadata CSV (always streamed)
     output_dir: str | None = None
+    # Streaming: read train as an IterableDataset (needs max_steps); batches are packed per buffer of utterances
+    streaming: bool = False
+    stream_buffer_size: int = 1000
     # Any other transformers.TrainingArguments field, passed through unchanged
     training_args: dict[str, Any] = field(default_factory=dict)
 
