@@ -285,6 +285,52 @@ def _add_lm(sub: argparse._SubParsersAction) -> None:
     )
 
 
+def _add_push(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "push",
+        help="Upload a model folder to the Hugging Face Hub with a generated model card.",
+        description="Upload the weights (safetensors), config, tokenizer, feature extractor/processor and the model "
+        "code files that config.json's auto_map names, plus a README.md model card (language vi, license, tags, "
+        "datasets, model-index with the last evaluation's WER/CER, the training recipe and a pipeline(..., "
+        "trust_remote_code=True) snippet). The token comes from --token, HF_TOKEN or `hf auth login`.",
+    )
+    p.add_argument("--model", required=True, help="Model folder, e.g. runs/demo/model.")
+    p.add_argument("--repo-id", required=True, help="Hub repository ORG/NAME; created when it does not exist.")
+    p.add_argument("--private", action="store_true", help="Create the repository as private (no effect if it exists).")
+    p.add_argument("--revision", help="Branch to commit to (created from main when missing; default main).")
+    p.add_argument("--license", default="apache-2.0", help="License id for the model card (default apache-2.0).")
+    p.add_argument("--token", help="Hub token with write access (default: HF_TOKEN or the saved login).")
+    p.add_argument("--commit-message", help="Commit message (default 'Upload <model folder>').")
+
+
+def _add_export(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "export",
+        help="Export a model to ONNX (optionally int8-quantized / graph-optimised) and check parity.",
+        description="Write --output with model.onnx (dynamic batch and time axes, run by onnxruntime) and the "
+        "config, tokenizer and feature-extractor files, so `ai2text transcribe --model OUTPUT` (and evaluate) run "
+        "the export. Parity with the PyTorch model (max |logit difference|, identical greedy transcripts, model "
+        "time, WER/CER with --dataset) is printed and written to OUTPUT/export_report.json. Needs the export extra "
+        "(pip install 'ai2text-hf[export]').",
+    )
+    p.add_argument("--model", required=True, help="PyTorch model folder, e.g. runs/demo/model.")
+    p.add_argument("--output", required=True, help="Folder to write the export into, e.g. runs/demo/onnx.")
+    p.add_argument(
+        "--onnx", action="store_true", help="Export to ONNX: the only export format, so it is also the default."
+    )
+    p.add_argument(
+        "--quantize", choices=["int8"], help="int8 dynamic quantization of the weight matrices (onnxruntime's)."
+    )
+    p.add_argument(
+        "--optimize", action="store_true", help="onnxruntime's offline graph optimisation of the final ONNX graph."
+    )
+    p.add_argument(
+        "--dataset", help="Prepared dataset to check parity and WER/CER on (default: random features, no WER/CER)."
+    )
+    p.add_argument("--split", default="test", help="Split of --dataset to check on (default test).")
+    p.add_argument("--limit", type=int, help="Check on only the first N utterances of the split.")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="ai2text",
@@ -302,6 +348,8 @@ def build_parser() -> argparse.ArgumentParser:
         _add_transcribe,
         _add_compare,
         _add_lm,
+        _add_push,
+        _add_export,
     ):
         add(sub)
     return parser
@@ -466,6 +514,37 @@ def _run_lm(args: argparse.Namespace) -> None:
     print(f"Language model written: {Path(args.output) / ARPA_NAME}")
 
 
+def _run_push(args: argparse.Namespace) -> None:
+    from .hub import push_model
+
+    commit = push_model(
+        args.model,
+        args.repo_id,
+        private=args.private,
+        revision=args.revision,
+        license=args.license,
+        token=args.token,
+        commit_message=args.commit_message,
+    )
+    print(f"Pushed {args.model} to {args.repo_id} ({args.revision or 'main'}): {commit.commit_url}")
+
+
+def _run_export(args: argparse.Namespace) -> None:
+    from .export import export_model, format_export_report
+
+    result = export_model(
+        args.model,
+        args.output,
+        optimize=args.optimize,
+        quantize=args.quantize,
+        dataset=args.dataset,
+        split=args.split,
+        limit=args.limit,
+    )
+    print(format_export_report(result.report))
+    print(f"Export written to {result.output_dir} (report: export_report.json)")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
@@ -486,6 +565,8 @@ def main(argv: list[str] | None = None) -> int:
                 "transcribe": _run_transcribe,
                 "compare": _run_compare,
                 "lm": _run_lm,
+                "push": _run_push,
+                "export": _run_export,
             }[args.command](args)
     except (FileNotFoundError, FileExistsError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
