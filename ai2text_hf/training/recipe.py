@@ -17,6 +17,7 @@ import yaml
 from transformers import TrainingArguments
 
 from ..configuration_ai2text import AI2TextConfig
+from .schedules import scheduler_names
 
 _TRAINING_ARGUMENT_FIELDS = {f.name for f in dataclasses.fields(TrainingArguments)}
 # Architecture defaults are the model configuration's own, so they are defined once.
@@ -296,6 +297,9 @@ def _check(recipe: Recipe) -> None:
         raise RecipeError(f"amp_dtype must be fp16 or bf16, got {recipe.amp_dtype!r}")
     if recipe.device not in ("auto", "cpu", "cuda", "mps"):
         raise RecipeError(f"device must be auto, cpu, cuda or mps, got {recipe.device!r}")
+    if recipe.lr_scheduler not in scheduler_names():
+        hint = _closest(recipe.lr_scheduler, scheduler_names())
+        raise RecipeError(f"lr_scheduler {recipe.lr_scheduler!r} is unknown ({', '.join(scheduler_names())}).{hint}")
     if recipe.metric_for_best_model not in ("cer", "wer", "loss"):
         raise RecipeError(f"metric_for_best_model must be cer, wer or loss, got {recipe.metric_for_best_model!r}")
     for name in ("learning_rate", "max_batch_seconds", "num_epochs"):
