@@ -331,6 +331,50 @@ def _add_export(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--limit", type=int, help="Check on only the first N utterances of the split.")
 
 
+def _add_serve(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "serve",
+        help="Serve models over HTTP: a transcription API and a web page to try it.",
+        description="Run the HTTP API (FastAPI + uvicorn; needs the serve extra: pip install 'ai2text-hf[serve]'). "
+        "POST /transcribe takes a multipart 'audio' file and the options model, beam_width, timestamps (none|word) "
+        "and hotwords; GET /health, GET /models, POST /models/load, DELETE /models/{name}; API docs at /docs and a "
+        "page at / to upload or record audio. Concurrent requests to a model are micro-batched into shared model "
+        "runs. Clients load models by run name from --models-dir only, never by path.",
+    )
+    p.add_argument(
+        "--model", required=True, help="Model folder loaded at start and used by default, e.g. runs/demo/model."
+    )
+    p.add_argument(
+        "--models-dir",
+        default="runs",
+        help="Every <DIR>/<name>/model folder can be loaded by name with POST /models/load (default runs).",
+    )
+    p.add_argument("--host", default="127.0.0.1", help="Address to listen on (default 127.0.0.1: this machine only).")
+    p.add_argument("--port", type=int, default=8000, help="Port to listen on (default 8000; 0 picks a free one).")
+    p.add_argument("--max-upload-mb", type=float, default=20.0, help="Largest accepted audio file, MiB (default 20).")
+    p.add_argument(
+        "--max-audio-seconds", type=float, default=120.0, help="Longest accepted recording, seconds (default 120)."
+    )
+    p.add_argument("--max-beam-width", type=int, default=64, help="Largest beam width a request may ask (default 64).")
+    p.add_argument("--batch-size", type=int, default=16, help="Most requests run together in one batch (default 16).")
+    p.add_argument(
+        "--batch-wait-ms",
+        type=float,
+        default=10.0,
+        help="How long a batch waits for more requests after its first, milliseconds (default 10).",
+    )
+    p.add_argument(
+        "--max-queue", type=int, default=64, help="Requests allowed to wait per model; more get 503 (default 64)."
+    )
+    p.add_argument("--device", help="Torch device for the models, e.g. cpu or cuda (default: CUDA when available).")
+    p.add_argument(
+        "--log-level",
+        default="info",
+        choices=["critical", "error", "warning", "info", "debug"],
+        help="uvicorn's log level (default info: one line per request).",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="ai2text",
@@ -348,6 +392,7 @@ def build_parser() -> argparse.ArgumentParser:
         _add_transcribe,
         _add_compare,
         _add_lm,
+        _add_serve,
         _add_push,
         _add_export,
     ):
@@ -545,6 +590,25 @@ def _run_export(args: argparse.Namespace) -> None:
     print(f"Export written to {result.output_dir} (report: export_report.json)")
 
 
+def _run_serve(args: argparse.Namespace) -> None:
+    try:
+        import uvicorn
+
+        from .serving import BatchSettings, ServeSettings, create_app
+    except ModuleNotFoundError as error:
+        message = f"error: ai2text serve needs the serve extra ({error}): pip install 'ai2text-hf[serve]'"
+        raise SystemExit(message) from error
+    settings = ServeSettings(
+        models_dir=Path(args.models_dir),
+        max_upload_mb=args.max_upload_mb,
+        max_audio_seconds=args.max_audio_seconds,
+        max_beam_width=args.max_beam_width,
+        batching=BatchSettings(args.batch_size, args.batch_wait_ms / 1000, args.max_queue),
+        device=args.device,
+    )
+    uvicorn.run(create_app(args.model, settings), host=args.host, port=args.port, log_level=args.log_level)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
@@ -565,6 +629,7 @@ def main(argv: list[str] | None = None) -> int:
                 "transcribe": _run_transcribe,
                 "compare": _run_compare,
                 "lm": _run_lm,
+                "serve": _run_serve,
                 "push": _run_push,
                 "export": _run_export,
             }[args.command](args)
