@@ -1,0 +1,7 @@
+"""Serving models over HTTP: ``ai2text serve`` (needs the ``serve`` extra: fastapi, uvicorn, python-multipart)."""
+
+from .app import ServeSettings, create_app
+from .registry import BatchSettings, ModelRegistry
+from .server import BackgroundServer
+
+__all__ = ["BackgroundServer", "BatchSettings", "ModelRegistry", "ServeSettings", "create_app"]

@@ -1,0 +1,118 @@
+"""Micro-batching: many concurrent requests share one model through one worker thread.
+
+Requests queue up; the worker takes the first, waits a few milliseconds for more, and runs them as one
+:meth:`~ai2text_hf.inference.Transcriber.transcribe_arrays` call (one padded forward per duration batch),
+so N parallel requests cost about one model run, not N, and never hold N copies of the activations.
+Inference runs off the event loop: callers get a :class:`concurrent.futures.Future`.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..decoding import CTCDecoder, DecodedUtterance
+from ..inference import Transcriber
+
+
+class QueueFullError(Exception):
+    """More requests are waiting than the server is configured to hold."""
+
+
+class WorkerClosedError(Exception):
+    """The model was unloaded before the request could be queued."""
+
+
+@dataclass
+class _Job:
+    wave: np.ndarray
+    decoder: CTCDecoder
+    future: Future = field(default_factory=Future)
+
+
+class MicroBatcher:
+    """One worker thread running a :class:`Transcriber` on batches of queued requests.
+
+    Args:
+        transcriber: the loaded model.
+        max_batch: requests per batch at most.
+        max_wait: seconds to wait for more requests after the first one of a batch arrives.
+        max_queue: requests allowed to wait; more are refused (:class:`QueueFullError`) instead of piling up.
+    """
+
+    def __init__(self, transcriber: Transcriber, max_batch: int = 16, max_wait: float = 0.01, max_queue: int = 64):
+        self.transcriber = transcriber
+        self.max_batch = max_batch
+        self.max_wait = max_wait
+        self.requests = 0  # served, for /models and the concurrency test
+        self.batches = 0
+        self._queue: queue.Queue[_Job | None] = queue.Queue(maxsize=max_queue)
+        self._lock = threading.Lock()
+        self._closed = False
+        self._thread = threading.Thread(target=self._run, name="ai2text-batcher", daemon=True)
+        self._thread.start()
+
+    def submit(self, wave: np.ndarray, decoder: CTCDecoder) -> Future[DecodedUtterance]:
+        """Queue a 16 kHz waveform; the future resolves to its transcription (word timings included)."""
+        job = _Job(wave, decoder)
+        with self._lock:  # a job queued here always precedes close()'s sentinel, so it is always answered
+            if self._closed:
+                raise WorkerClosedError("the model was unloaded")
+            try:
+                self._queue.put_nowait(job)
+            except queue.Full as error:
+                raise QueueFullError(f"{self._queue.maxsize} requests are already waiting") from error
+        return job.future
+
+    def close(self) -> None:
+        """Answer every queued request, then stop the worker."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+        self._queue.put(None)
+        self._thread.join()
+
+    def _collect(self, first: _Job) -> tuple[list[_Job], bool]:
+        """The first job plus whatever arrives within ``max_wait``; True when the stop sentinel came."""
+        jobs = [first]
+        deadline = time.monotonic() + self.max_wait
+        while len(jobs) < self.max_batch:
+            try:
+                job = self._queue.get(timeout=max(deadline - time.monotonic(), 0.0))
+            except queue.Empty:
+                break
+            if job is None:
+                return jobs, True
+            jobs.append(job)
+        return jobs, False
+
+    def _run(self) -> None:
+        stop = False
+        while not stop:
+            first = self._queue.get()
+            if first is None:
+                break
+            jobs, stop = self._collect(first)
+            self._process(jobs)
+
+    def _process(self, jobs: list[_Job]) -> None:
+        by_decoder: dict[int, list[_Job]] = {}
+        for job in jobs:
+            by_decoder.setdefault(id(job.decoder), []).append(job)
+        for group in by_decoder.values():
+            try:
+                decoded = self.transcriber.transcribe_arrays([j.wave for j in group], True, group[0].decoder)
+            except Exception as error:  # handed to the waiting requests, whose handlers report it
+                for job in group:
+                    job.future.set_exception(error)
+                continue
+            for job, result in zip(group, decoded):
+                job.future.set_result(result)
+            self.batches += 1
+            self.requests += len(group)
