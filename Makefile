@@ -6,7 +6,7 @@ AI2TEXT := $(VENV)/bin/ai2text
 STAMP := $(VENV)/.installed
 SUDO := $(shell [ "$$(id -u)" = "0" ] || echo sudo)
 SYSTEM_TOOLS := espeak-ng ffmpeg sox
-BROWSER_TOOLS := chromium
+BROWSER_TOOLS := chromium chromium-driver
 DEMO_DATA := data/demo
 DEMO_SET := data/processed/demo
 DEMO_RUN := runs/demo
@@ -23,7 +23,8 @@ $(STAMP): setup.cfg pyproject.toml
 	touch $(STAMP)
 
 # Debian packages the product uses: espeak-ng (synthetic corpus), ffmpeg (the transformers
-# pipeline decodes file paths with it), sox; chromium only for the slow tests that render pages.
+# pipeline decodes file paths with it), sox; chromium and chromium-driver (selenium's chromedriver)
+# only for the slow tests that render pages. A tool is a command or, failing that, an installed package.
 system-deps:
 	@$(MAKE) --no-print-directory apt-tools TOOLS="$(SYSTEM_TOOLS)"
 
@@ -31,7 +32,7 @@ browser-deps:
 	@$(MAKE) --no-print-directory apt-tools TOOLS="$(BROWSER_TOOLS)"
 
 apt-tools:
-	@missing=""; for tool in $(TOOLS); do command -v $$tool >/dev/null || missing="$$missing $$tool"; done; \
+	@missing=""; for tool in $(TOOLS); do command -v $$tool >/dev/null || dpkg -s $$tool >/dev/null 2>&1 || missing="$$missing $$tool"; done; \
 	if [ -n "$$missing" ]; then \
 		echo "Installing Debian packages:$$missing"; \
 		$(SUDO) apt-get update -qq && $(SUDO) DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
