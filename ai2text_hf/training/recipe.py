@@ -248,10 +248,24 @@ def _merge(values: dict[str, Any], updates: dict[str, Any], source: str) -> None
             raise RecipeError(f"{source}: unknown recipe key '{key}'.{_closest(key)}")
 
 
+def _is_boolean(key: str) -> bool:
+    """Whether ``key`` (a recipe key, ``section.key`` or TrainingArguments field) takes true/false."""
+    key = _ALIASES.get(key, key)
+    section, _, subkey = key.partition(".")
+    if subkey:
+        owner = _SECTIONS.get(section)
+        key = subkey
+    else:
+        owner = Recipe if section in Recipe.keys() else TrainingArguments
+    types = {f.name: str(f.type) for f in dataclasses.fields(owner)} if owner else {}
+    return "bool" in types.get(key, "")
+
+
 def parse_overrides(pairs: list[str]) -> dict[str, Any]:
     """``["--learning_rate", "5e-4", "--num-epochs", "3"]`` → ``{"learning_rate": 5e-4, "num_epochs": 3}``.
 
-    Values are read as YAML scalars, so numbers, booleans and ``null`` get their types.
+    Values are read as YAML scalars, so numbers, booleans and ``null`` get their types; a true/false key
+    given alone (``--reset-head``) means true.
     """
     overrides: dict[str, Any] = {}
     index = 0
@@ -266,6 +280,9 @@ def parse_overrides(pairs: list[str]) -> dict[str, Any]:
         elif index + 1 < len(pairs) and not pairs[index + 1].startswith("--"):
             raw = pairs[index + 1]
             index += 2
+        elif _is_boolean(key):
+            raw = "true"
+            index += 1
         else:
             raise RecipeError(f"Option --{key} needs a value")
         overrides[key] = _load_yaml(raw)

@@ -1,0 +1,141 @@
+"""The guide's pre-training checklist, run before the first step so a run fails in seconds, not hours.
+
+Dataset found (and which version), output folder writable, enough free disk for the checkpoints the run
+will keep, the device and whether mixed precision applies, and the effective batch size. A problem stops
+the run with one sentence that names it and the fix (:class:`PreflightError`).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import shutil
+import tempfile
+from pathlib import Path
+
+from ..data.prepare import read_manifest
+from ..data.sampler import DurationBatchSampler
+from .arguments import Hardware, num_processes
+from .recipe import Recipe
+
+logger = logging.getLogger("ai2text_hf.training")
+
+#: AdamW keeps two float32 states per parameter (exp_avg, exp_avg_sq) next to the float32 weights.
+OPTIMIZER_STATES = 2
+BYTES_PER_PARAMETER = 4
+DISK_MARGIN = 1.1  # logs, scheduler/RNG states, the tokenizer and the file system's own overhead
+
+
+class PreflightError(ValueError):
+    """A run that cannot succeed; the message says why and how to fix it."""
+
+
+def _existing_parent(path: Path) -> Path:
+    path = path.absolute()
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return path
+
+
+def check_output_dir(run_dir: Path) -> None:
+    """The run folder (or the nearest existing folder above it) accepts new files."""
+    parent = _existing_parent(run_dir)
+    if not parent.is_dir():
+        raise PreflightError(f"Output folder {run_dir} cannot be made: {parent} is a file. Use another --output-dir.")
+    try:
+        with tempfile.TemporaryFile(dir=parent):
+            pass
+    except OSError as error:
+        raise PreflightError(
+            f"Output folder {run_dir} is not writable ({error.strerror} in {parent}): "
+            "pass an --output-dir you can write to, or fix the folder's permissions."
+        ) from error
+
+
+def check_dataset(dataset_dir: Path) -> dict:
+    """The dataset's manifest; logs which version trains."""
+    if not dataset_dir.is_dir():
+        raise PreflightError(
+            f"Dataset folder {dataset_dir} does not exist: pass --dataset with a folder written by "
+            f"`ai2text prepare` (e.g. ai2text prepare --csv metadata.csv --output {dataset_dir})."
+        )
+    manifest = read_manifest(dataset_dir)
+    counts = manifest.get("counts", {})
+    logger.info(
+        "Preflight: dataset %s, version %s (prepared %s by ai2text-hf %s; %s train / %s val / %s test utterances).",
+        dataset_dir,
+        str(manifest.get("fingerprint", "?"))[:12],
+        manifest.get("created", "?"),
+        manifest.get("ai2text_hf_version", "?"),
+        counts.get("train", "?"),
+        counts.get("val", "?"),
+        counts.get("test", "?"),
+    )
+    return manifest
+
+
+def checkpoint_bytes(num_params: int) -> int:
+    """One Trainer checkpoint: float32 weights plus AdamW's two states."""
+    return num_params * BYTES_PER_PARAMETER * (1 + OPTIMIZER_STATES)
+
+
+def required_disk_bytes(recipe: Recipe, num_params: int) -> int:
+    """Checkpoints kept at once (the rotation limit, the best one, one more being written, the every-N-epochs ones)
+    plus the exported model (and its EMA twin)."""
+    limit = recipe.save_total_limit or math.ceil(recipe.num_epochs / max(1, recipe.validate_every))
+    kept = max(limit, 2) + 1
+    if recipe.save_every:
+        kept += int(recipe.num_epochs // recipe.save_every)
+    models = 2 if recipe.ema.enabled else 1
+    return int(DISK_MARGIN * (kept * checkpoint_bytes(num_params) + models * num_params * BYTES_PER_PARAMETER))
+
+
+def _gigabytes(size: float) -> str:
+    return f"{size / 1e9:.2f} GB"
+
+
+def check_disk(recipe: Recipe, run_dir: Path, num_params: int) -> None:
+    needed = required_disk_bytes(recipe, num_params)
+    free = shutil.disk_usage(_existing_parent(run_dir)).free
+    if free < needed:
+        raise PreflightError(
+            f"Not enough free disk for {run_dir}: the run needs about {_gigabytes(needed)} for its checkpoints "
+            f"({_gigabytes(checkpoint_bytes(num_params))} each) and model, {_gigabytes(free)} is free; free some "
+            "space, lower --save_total_limit or pass an --output-dir on a larger disk."
+        )
+    logger.info("Preflight: output %s, ~%s of %s free disk needed.", run_dir, _gigabytes(needed), _gigabytes(free))
+
+
+def report_device(hardware: Hardware) -> None:
+    precision = {"no": "off (float32)", "fp16": "fp16", "bf16": "bf16"}.get(hardware.precision, hardware.precision)
+    logger.info("Preflight: device %s, mixed precision %s.", hardware.device.upper(), precision)
+    for note in hardware.notes:
+        logger.warning("Preflight: %s", note)
+
+
+def report_batch(recipe: Recipe, sampler: DurationBatchSampler, num_processes: int) -> float:
+    """Logs and returns the effective batch: seconds of audio (at most) per optimizer step."""
+    per_step = recipe.max_batch_seconds * num_processes * recipe.grad_accum_steps
+    mean_batch = float(sampler.durations.sum()) / max(1, len(sampler))
+    logger.info(
+        "Preflight: effective batch up to %.0f s of audio per optimizer step (%.0f s per batch x %d process%s x %d "
+        "accumulation); batches hold %.0f s of speech on average, %d batches per epoch, padding share %.1f%%.",
+        per_step,
+        recipe.max_batch_seconds,
+        num_processes,
+        "" if num_processes == 1 else "es",
+        recipe.grad_accum_steps,
+        mean_batch,
+        len(sampler),
+        100 * sampler.padding_share(),
+    )
+    return per_step
+
+
+def run_preflight(
+    recipe: Recipe, run_dir: Path, num_params: int, hardware: Hardware, sampler: DurationBatchSampler
+) -> None:
+    """Everything checked once the model and batches exist (the dataset and folder were checked earlier)."""
+    check_disk(recipe, run_dir, num_params)
+    report_device(hardware)
+    report_batch(recipe, sampler, num_processes())
