@@ -68,6 +68,10 @@ class Transcriber:
         self.seconds_per_frame = self.model.config.inputs_to_logits_ratio / self.feature_extractor.sampling_rate
         self.decoding = decoding or DecodingOptions()
         self.decoder = build_decoder(self.tokenizer, self.decoding)
+        if not 0 <= 2 * stride_seconds < chunk_seconds:
+            raise ValueError(f"stride_seconds ({stride_seconds}) must be under half of chunk_seconds ({chunk_seconds})")
+        self.chunk_seconds = chunk_seconds
+        self.stride_seconds = stride_seconds
 
     @torch.inference_mode()
     def logits(self, features: Sequence[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -90,18 +94,55 @@ class Transcriber:
         logits, out_lengths = self.logits(features)
         return (decoder or self.decoder).decode(logits, out_lengths, self.seconds_per_frame, word_timestamps)
 
+    def _windows(self, num_samples: int) -> list[tuple[int, int, int, int]]:
+        """``(start, end, keep_from, keep_to)`` sample positions: each window reads ``[start, end)`` and
+        contributes the logits of ``[keep_from, keep_to)``; the kept parts tile the input without overlap."""
+        sr = self.feature_extractor.sampling_rate
+        step = int((self.chunk_seconds - 2 * self.stride_seconds) * sr)
+        stride = int(self.stride_seconds * sr)
+        return [
+            (max(0, keep - stride), min(num_samples, keep + step + stride), keep, min(num_samples, keep + step))
+            for keep in range(0, num_samples, step)
+        ]
+
+    def _long_logits(self, waveform: np.ndarray) -> torch.Tensor:
+        """Logits of one long input, computed window by window and stitched at frame boundaries."""
+        sr = self.feature_extractor.sampling_rate
+        samples_per_frame = self.model.config.inputs_to_logits_ratio
+        windows = self._windows(len(waveform))
+        pieces: list[torch.Tensor | None] = [None] * len(windows)
+        durations = [(end - start) / sr for start, end, _, _ in windows]
+        for batch in duration_batches(durations, self.max_batch_seconds):
+            chunks = [waveform[windows[i][0] : windows[i][1]] for i in batch]
+            features = self.feature_extractor(chunks, sampling_rate=sr, padding=False)["input_features"]
+            logits, lengths = self.logits(features)
+            for row, index in enumerate(batch):
+                start, _, keep_from, keep_to = windows[index]
+                first = round((keep_from - start) / samples_per_frame)
+                last = min(int(lengths[row]), round((keep_to - start) / samples_per_frame))
+                pieces[index] = torch.as_tensor(logits[row, first:last]).float().cpu()
+        return torch.cat(pieces)  # type: ignore[arg-type]
+
     def transcribe_arrays(
         self, waveforms: Sequence[np.ndarray], word_timestamps: bool = True, decoder: CTCDecoder | None = None
     ) -> list[DecodedUtterance]:
-        """Transcribe 16 kHz mono float waveforms, batched by duration (``decoder`` as in :meth:`decode_features`)."""
+        """Transcribe 16 kHz mono float waveforms, batched by duration; inputs longer than ``chunk_seconds`` in
+        stitched windows (``decoder`` as in :meth:`decode_features`)."""
         sr = self.feature_extractor.sampling_rate
         durations = [len(w) / sr for w in waveforms]
         results: list[DecodedUtterance | None] = [None] * len(waveforms)
-        for batch in duration_batches(durations, self.max_batch_seconds):
-            features = self.feature_extractor([waveforms[i] for i in batch], sampling_rate=sr, padding=False)
+        short = [i for i, d in enumerate(durations) if d <= self.chunk_seconds]
+        for batch in duration_batches([durations[i] for i in short], self.max_batch_seconds):
+            indices = [short[i] for i in batch]
+            features = self.feature_extractor([waveforms[i] for i in indices], sampling_rate=sr, padding=False)
             decoded_batch = self.decode_features(features["input_features"], word_timestamps, decoder)
-            for index, decoded in zip(batch, decoded_batch):
+            for index, decoded in zip(indices, decoded_batch):
                 results[index] = decoded
+        for index in (i for i, d in enumerate(durations) if d > self.chunk_seconds):
+            logits = self._long_logits(waveforms[index])
+            (results[index],) = (decoder or self.decoder).decode(
+                logits[None], torch.tensor([len(logits)]), self.seconds_per_frame, word_timestamps
+            )
         return results  # type: ignore[return-value]
 
     def transcribe_batch(self, files: Sequence[str | Path], word_timestamps: bool = True) -> list[dict]:

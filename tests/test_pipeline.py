@@ -17,6 +17,7 @@ from conftest import TrainedModel, require_real_vi
 from transformers import pipeline
 
 import ai2text_hf  # noqa: F401  (registers the model with the Auto classes)
+from ai2text_hf.inference import Transcriber
 from ai2text_hf.metrics import error_rates
 
 SR = 16000
@@ -165,3 +166,27 @@ def test_real_speech_gives_a_string(asr) -> None:
             assert isinstance(asr(str(path))["text"], str)
         audio, sr = sf.read(path, dtype="float32")
         assert isinstance(asr({"raw": audio, "sampling_rate": sr})["text"], str)
+
+
+def test_transcriber_stitches_windows_of_long_audio_like_one_pass(trained_model) -> None:
+    """Our CLI's own long-audio path: 6 s windows with 1 s context each side, logits stitched, decoded once."""
+    audio, reference = _long_recording(trained_model, seconds=40.0)
+    one_pass = Transcriber(trained_model.model_dir, chunk_seconds=3600.0)
+    windowed = Transcriber(trained_model.model_dir, chunk_seconds=6.0, stride_seconds=1.0)
+    whole_logits = one_pass.logits(one_pass.feature_extractor([audio], sampling_rate=SR)["input_features"])[0][0]
+    stitched = windowed._long_logits(audio)
+    assert abs(len(stitched) - len(whole_logits)) <= 2
+    (expected,) = one_pass.transcribe_arrays([audio])
+    (result,) = windowed.transcribe_arrays([audio])
+    assert abs(_cer(reference, result.text) - _cer(reference, expected.text)) <= 0.02
+    times = [(w["start"], w["end"]) for w in result.words]
+    assert times == sorted(times) and times[-1][1] <= len(audio) / SR + 0.1
+
+
+def test_transcriber_windows_tile_the_input_without_overlap(trained_model) -> None:
+    transcriber = Transcriber(trained_model.model_dir, chunk_seconds=10.0, stride_seconds=2.0)
+    for samples in (1, 95_999, 96_000, 16_000 * 61 + 7):
+        windows = transcriber._windows(samples)
+        assert windows[0][2] == 0 and windows[-1][3] == samples
+        assert all(a[3] == b[2] for a, b in zip(windows, windows[1:]))
+        assert all(0 <= start <= keep_from < keep_to <= end <= samples for start, end, keep_from, keep_to in windows)
