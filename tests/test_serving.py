@@ -1,0 +1,212 @@
+"""The HTTP API on a real uvicorn server (loopback, free port) with a real model and real WAV files."""
+
+from __future__ import annotations
+
+import io
+import os
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+import soundfile as sf
+from conftest import TrainedModel
+
+from ai2text_hf.decoding import DecodingOptions
+from ai2text_hf.inference import Transcriber
+from ai2text_hf.serving import BackgroundServer, BatchSettings, ServeSettings, create_app
+
+MAX_UPLOAD_MB = 1.0
+MAX_AUDIO_SECONDS = 20.0
+
+
+@pytest.fixture(scope="module")
+def models_dir(trained_model: TrainedModel, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A models folder like runs/: two runs of the fixture model and a folder that holds no model."""
+    root = tmp_path_factory.mktemp("runs")
+    for name in ("tiny", "spare"):
+        (root / name).mkdir()
+        (root / name / "model").symlink_to(trained_model.model_dir, target_is_directory=True)
+    (root / "notes").mkdir()
+    return root
+
+
+@pytest.fixture(scope="module")
+def client(models_dir: Path) -> Iterator[httpx.Client]:
+    settings = ServeSettings(
+        models_dir=models_dir,
+        max_upload_mb=MAX_UPLOAD_MB,
+        max_audio_seconds=MAX_AUDIO_SECONDS,
+        batching=BatchSettings(max_batch=16, max_wait=0.05),
+    )
+    with BackgroundServer(create_app(models_dir / "tiny" / "model", settings)) as server:
+        with httpx.Client(base_url=server.url, timeout=120) as http:
+            yield http
+
+
+@pytest.fixture(scope="module")
+def wavs(trained_model: TrainedModel) -> list[Path]:
+    return [trained_model.corpus_dir / row["file_path"] for row in trained_model.rows("test")[:8]]
+
+
+@pytest.fixture(scope="module")
+def transcriber(trained_model: TrainedModel) -> Transcriber:
+    return Transcriber(trained_model.model_dir, device="cpu")
+
+
+def _post(client: httpx.Client, wav: Path, **options: str) -> httpx.Response:
+    return client.post("/transcribe", files={"audio": (wav.name, wav.read_bytes(), "audio/wav")}, data=options)
+
+
+def _wav_bytes(seconds: float, rate: int = 8000) -> bytes:
+    buffer = io.BytesIO()
+    sf.write(buffer, np.zeros(int(seconds * rate), dtype=np.float32), rate, format="WAV", subtype="PCM_U8")
+    return buffer.getvalue()
+
+
+def _detail(response: httpx.Response, status: int) -> str:
+    assert response.status_code == status, response.text
+    detail = response.json()["detail"]
+    assert isinstance(detail, str)
+    return detail
+
+
+def test_transcribe_answers_what_the_transcriber_gives(
+    client: httpx.Client, wavs: list[Path], transcriber: Transcriber
+) -> None:
+    response = client.post("/transcribe", files={"audio": (wavs[0].name, wavs[0].read_bytes(), "audio/wav")})
+    assert response.status_code == 200, response.text
+    result = response.json()
+    expected = transcriber.transcribe_batch([wavs[0]])[0]
+    assert result["model"] == "tiny"
+    assert result["text"] == expected["text"] and result["text"]
+    assert result["words"] == expected["words"]
+    assert result["duration"] == expected["duration"]
+    assert result["confidence"] == pytest.approx(expected["confidence"], abs=1e-3)
+    assert " ".join(w["word"] for w in result["words"]) == result["text"]
+
+
+def test_beam_width_and_hotwords_decode_like_the_cli(
+    client: httpx.Client, wavs: list[Path], trained_model: TrainedModel, tmp_path: Path
+) -> None:
+    phrase = trained_model.rows("test")[0]["transcript"].split()[:2]
+    hotwords = tmp_path / "hotwords.txt"
+    hotwords.write_text(" ".join(phrase) + "\n", encoding="utf-8")
+    options = DecodingOptions(beam_width=4, hotwords=str(hotwords))
+    expected = Transcriber(trained_model.model_dir, device="cpu", decoding=options).transcribe_batch([wavs[0]])[0]
+    response = _post(client, wavs[0], beam_width="4", hotwords=" ".join(phrase))
+    assert response.status_code == 200, response.text
+    assert response.json()["text"] == expected["text"]
+
+
+def test_timestamps_none_leaves_words_out(client: httpx.Client, wavs: list[Path]) -> None:
+    response = _post(client, wavs[1], timestamps="none")
+    assert response.status_code == 200, response.text
+    assert response.json()["words"] == [] and response.json()["text"]
+
+
+def test_health_and_models_list_the_models_folder(client: httpx.Client) -> None:
+    assert client.get("/health").json() == {"status": "ok", "loaded": ["tiny"]}
+    listing = client.get("/models").json()
+    assert listing["default"] == "tiny"
+    loaded = {m["name"]: m["loaded"] for m in listing["models"]}
+    assert loaded["tiny"] is True and loaded["spare"] is False
+    assert "notes" not in loaded
+
+
+def test_models_load_and_unload_by_name(client: httpx.Client, wavs: list[Path]) -> None:
+    response = client.post("/models/load", json={"name": "spare"})
+    assert response.status_code == 200, response.text
+    assert response.json()["loaded"] is True
+    response = _post(client, wavs[0], model="spare")
+    assert response.status_code == 200 and response.json()["model"] == "spare"
+    assert client.delete("/models/spare").json()["loaded"] is False
+    assert "POST /models/load" in _detail(_post(client, wavs[0], model="spare"), 404)
+    assert "not loaded" in _detail(client.delete("/models/spare"), 404)
+
+
+@pytest.mark.parametrize("name", ["../tiny/model", "/tmp", "notes", "nope"])
+def test_models_load_takes_only_names_in_the_models_folder(client: httpx.Client, name: str) -> None:
+    detail = _detail(client.post("/models/load", json={"name": name}), 404)
+    assert "Available: spare, tiny" in detail
+
+
+def test_unknown_model_is_404(client: httpx.Client, wavs: list[Path]) -> None:
+    assert "'nope' is not loaded" in _detail(_post(client, wavs[0], model="nope"), 404)
+
+
+@pytest.mark.parametrize("megabytes", [1.1, 3.0])  # read and refused / refused by Content-Length alone
+def test_oversize_upload_is_413(client: httpx.Client, megabytes: float) -> None:
+    data = os.urandom(int(megabytes * 2**20))
+    response = client.post("/transcribe", files={"audio": ("big.wav", data, "audio/wav")})
+    assert "limit of 1" in _detail(response, 413)
+
+
+def test_too_long_audio_is_413(client: httpx.Client) -> None:
+    response = client.post("/transcribe", files={"audio": ("long.wav", _wav_bytes(25.0), "audio/wav")})
+    assert "25.0 s long" in _detail(response, 413)
+
+
+@pytest.mark.parametrize("content_type", ["text/plain", "image/png", "application/json"])
+def test_non_audio_content_type_is_415(client: httpx.Client, content_type: str) -> None:
+    response = client.post("/transcribe", files={"audio": ("notes.txt", b"xin chao", content_type)})
+    assert "'notes.txt'" in _detail(response, 415)
+
+
+@pytest.mark.parametrize(
+    "data",
+    [b"", b"RIFF\x00\x00\x00\x00WAVEfmt garbage", os.urandom(4096)],
+    ids=["empty", "broken-header", "random-bytes"],
+)
+def test_corrupt_audio_is_422(client: httpx.Client, data: bytes) -> None:
+    response = client.post("/transcribe", files={"audio": ("broken.wav", data, "audio/wav")})
+    assert "Cannot decode 'broken.wav'" in _detail(response, 422)
+
+
+def test_wav_cut_inside_its_header_is_422(client: httpx.Client, wavs: list[Path]) -> None:
+    # A WAV cut inside its header cannot be read; never a 500.
+    response = client.post("/transcribe", files={"audio": ("cut.wav", wavs[0].read_bytes()[:30], "audio/wav")})
+    assert "Cannot decode" in _detail(response, 422)
+
+
+@pytest.mark.parametrize(
+    "options, field",
+    [
+        ({"beam_width": "0"}, "beam_width"),
+        ({"beam_width": "1000"}, "beam_width"),
+        ({"beam_width": "wide"}, "beam_width"),
+        ({"timestamps": "char"}, "timestamps"),
+        ({"hotwords": " , "}, "hotwords"),
+    ],
+)
+def test_invalid_options_are_422_naming_the_field(
+    client: httpx.Client, wavs: list[Path], options: dict, field: str
+) -> None:
+    assert field in _detail(_post(client, wavs[0], **options), 422)
+
+
+def test_missing_audio_field_is_422(client: httpx.Client) -> None:
+    assert "audio" in _detail(client.post("/transcribe", data={"beam_width": "2"}), 422)
+
+
+def test_concurrent_requests_share_model_runs(client: httpx.Client, wavs: list[Path]) -> None:
+    expected = {wav: _post(client, wav).json()["text"] for wav in wavs}
+    before = next(m for m in client.get("/models").json()["models"] if m["name"] == "tiny")
+    jobs = wavs * 3
+    with ThreadPoolExecutor(len(jobs)) as pool:
+        responses = list(pool.map(lambda wav: _post(client, wav), jobs))
+    assert [r.status_code for r in responses] == [200] * len(jobs)
+    assert [r.json()["text"] for r in responses] == [expected[wav] for wav in jobs]
+    after = next(m for m in client.get("/models").json()["models"] if m["name"] == "tiny")
+    assert after["requests"] - before["requests"] == len(jobs)
+    assert after["batches"] - before["batches"] < len(jobs) / 2  # batched, not one model run per request
+
+
+def test_page_and_api_docs_are_served(client: httpx.Client) -> None:
+    page = client.get("/")
+    assert page.status_code == 200 and 'id="audio-file"' in page.text
+    assert client.get("/docs").status_code == 200
+    paths = client.get("/openapi.json").json()["paths"]
+    assert {"/transcribe", "/health", "/models", "/models/load", "/models/{name}"} <= set(paths)
