@@ -1,0 +1,80 @@
+"""The page at ``/`` in headless Chromium (Debian's chromium + chromium-driver, through selenium)."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+
+import httpx
+import pytest
+from conftest import TrainedModel
+
+from ai2text_hf.serving import BackgroundServer, ServeSettings, create_app
+
+pytestmark = pytest.mark.slow
+
+CHROMIUM = "/usr/bin/chromium"
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[object]:
+    webdriver = pytest.importorskip("selenium.webdriver")
+    driver_path = shutil.which("chromedriver")
+    if driver_path is None or shutil.which(CHROMIUM) is None:
+        pytest.skip("needs Debian's chromium and chromium-driver (make test-slow installs them)")
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu"):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(options=options, service=webdriver.ChromeService(executable_path=driver_path))
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+@pytest.fixture(scope="module")
+def server_url(trained_model: TrainedModel, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    settings = ServeSettings(models_dir=tmp_path_factory.mktemp("runs"))
+    with BackgroundServer(create_app(trained_model.model_dir, settings)) as server:
+        yield server.url
+
+
+def test_page_uploads_a_file_and_shows_transcript_with_word_timings(
+    browser, server_url: str, trained_model: TrainedModel
+) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    wav = trained_model.corpus_dir / trained_model.rows("test")[0]["file_path"]
+    expected = httpx.post(
+        f"{server_url}/transcribe", files={"audio": (wav.name, wav.read_bytes(), "audio/wav")}, timeout=60
+    ).json()
+    browser.get(server_url + "/")
+    # The model list comes from GET /models.
+    WebDriverWait(browser, 30).until(lambda b: b.find_element(By.ID, "model").get_attribute("value") == "run")
+    browser.find_element(By.ID, "audio-file").send_keys(str(wav))
+    browser.find_element(By.ID, "transcribe").click()
+    WebDriverWait(browser, 60).until(lambda b: b.find_element(By.ID, "transcript").text.strip())
+    assert browser.find_element(By.ID, "error").text == ""
+    assert browser.find_element(By.ID, "transcript").text == expected["text"]
+    rows = browser.find_elements(By.CSS_SELECTOR, "#words tbody tr")
+    assert [r.find_elements(By.TAG_NAME, "td")[0].text for r in rows] == [w["word"] for w in expected["words"]]
+    first = rows[0].find_elements(By.TAG_NAME, "td")
+    assert float(first[1].text) == pytest.approx(expected["words"][0]["start"], abs=0.01)
+    assert float(first[2].text) == pytest.approx(expected["words"][0]["end"], abs=0.01)
+
+
+def test_page_shows_the_servers_message_for_a_non_audio_file(
+    browser, server_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    notes = tmp_path_factory.mktemp("upload") / "notes.wav"
+    notes.write_text("not audio at all", encoding="utf-8")
+    browser.get(server_url + "/")
+    browser.find_element(By.ID, "audio-file").send_keys(str(notes))
+    browser.find_element(By.ID, "transcribe").click()
+    WebDriverWait(browser, 30).until(lambda b: b.find_element(By.ID, "error").text.strip())
+    assert "Cannot decode 'notes.wav'" in browser.find_element(By.ID, "error").text
