@@ -1,24 +1,40 @@
-"""Batch collation for CTC training on precomputed log-mel features."""
+"""Batch collation for CTC training: precomputed log-mel features, or 16 kHz audio featurised per batch."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
+from transformers.feature_extraction_sequence_utils import SequenceFeatureExtractor
+
+from .augment import WaveformAugmenter
+
+#: What the model's CTC loss and the Trainer's metric code treat as "no label".
+LABEL_PAD_ID = -100
+
+
+def pad_labels(items: Sequence[dict[str, Any]], pad_id: int = LABEL_PAD_ID) -> torch.Tensor:
+    labels = [torch.tensor(np.asarray(item["labels"], dtype=np.int64)) for item in items]
+    return torch.nn.utils.rnn.pad_sequence(labels, batch_first=True, padding_value=pad_id)
+
+
+def ctc_frames_needed(labels: np.ndarray) -> int:
+    """Output frames CTC needs for ``labels``: one per token plus a blank between repeated tokens."""
+    labels = np.asarray(labels)
+    return int(len(labels) + np.count_nonzero(labels[1:] == labels[:-1]))
 
 
 @dataclass
 class CTCCollator:
-    """Pads ``input_features`` (frames, mels) with a frame mask and ``labels`` with -100.
-
-    -100 is what the model's CTC loss and the Trainer's metric code treat as "no label".
-    """
+    """Pads ``input_features`` (frames, mels) with a frame mask and ``labels`` with -100."""
 
     padding_value: float = 0.0
-    label_pad_id: int = -100
+    label_pad_id: int = LABEL_PAD_ID
+    #: Dataset columns this collator reads (the trainer keeps only these).
+    columns: ClassVar[tuple[str, ...]] = ("input_features", "labels")
 
     def __call__(self, items: Sequence[dict[str, Any]]) -> dict[str, torch.Tensor]:
         features = [torch.tensor(np.asarray(item["input_features"], dtype=np.float32)) for item in items]
@@ -30,6 +46,52 @@ class CTCCollator:
             "attention_mask": (torch.arange(int(lengths.max()))[None, :] < lengths[:, None]).to(torch.int32),
         }
         if "labels" in items[0]:
-            labels = [torch.tensor(np.asarray(item["labels"], dtype=np.int64)) for item in items]
-            batch["labels"] = torch.nn.utils.rnn.pad_sequence(labels, batch_first=True, padding_value=self.label_pad_id)
+            batch["labels"] = pad_labels(items, self.label_pad_id)
         return batch
+
+
+@dataclass
+class AudioCTCCollator:
+    """Featurises the ``audio`` column (16 kHz, from ``prepare --on-the-fly``) per batch, after augmentation.
+
+    ``feature_extractor`` is the model's own: ours gives ``input_features`` (the same log-mels preparation
+    stores: the STFT pads with zeros, so batching does not change them), a Wav2Vec2 extractor gives
+    normalised ``input_values``; both with an ``attention_mask`` in their input's units. Augmentation
+    (train only: evaluation gets a collator without ``augmenter``) is seeded per ``(epoch, utterance id)``;
+    the trainer sets ``epoch``. ``output_frames(num_samples)`` is the model's CTC frame count, so a tempo
+    change that would leave too few frames for the transcript is skipped for that utterance.
+    """
+
+    feature_extractor: SequenceFeatureExtractor
+    augmenter: WaveformAugmenter | None = None
+    output_frames: Callable[[int], int] | None = None
+    epoch: int = 0
+    label_pad_id: int = LABEL_PAD_ID
+    columns: ClassVar[tuple[str, ...]] = ("id", "audio", "labels")
+
+    def __call__(self, items: Sequence[dict[str, Any]]) -> dict[str, torch.Tensor]:
+        waves = [np.asarray(item["audio"], dtype=np.float32) for item in items]
+        if self.augmenter is not None:
+            waves = [self._augment(wave, item) for wave, item in zip(waves, items)]
+        batch = dict(
+            self.feature_extractor(
+                waves,
+                sampling_rate=self.feature_extractor.sampling_rate,
+                padding="longest",
+                return_attention_mask=True,
+                return_tensors="pt",
+            )
+        )
+        if "labels" in items[0]:
+            batch["labels"] = pad_labels(items, self.label_pad_id)
+        return batch
+
+    def _augment(self, wave: np.ndarray, item: dict[str, Any]) -> np.ndarray:
+        fits = None
+        if self.output_frames is not None and "labels" in item:
+            needed, frames = ctc_frames_needed(item["labels"]), self.output_frames
+
+            def fits(samples: int) -> bool:
+                return frames(samples) >= needed
+
+        return self.augmenter(wave, self.augmenter.rng(self.epoch, str(item["id"])), fits)
