@@ -360,8 +360,9 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--batch-wait-ms",
         type=float,
-        default=10.0,
-        help="How long a batch waits for more requests after its first, milliseconds (default 10).",
+        default=2.0,
+        help="How long a batch waits for more requests after its first, milliseconds (default 2); requests "
+        "arriving while the model runs join the next batch anyway.",
     )
     p.add_argument(
         "--max-queue", type=int, default=64, help="Requests allowed to wait per model; more get 503 (default 64)."
