@@ -30,6 +30,7 @@ from ..data.features import assert_features_match
 from ..data.prepare import load_prepared, read_manifest
 from ..data.sampler import DurationBatchSampler
 from ..feature_extraction_ai2text import AI2TextFeatureExtractor
+from ..hub import CompleteHubPushCallback
 from ..metrics import error_rates
 from ..modeling_ai2text import AI2TextForCTC
 from ..processing_ai2text import AI2TextProcessor
@@ -304,6 +305,8 @@ def build_trainer(recipe: Recipe, dataset_dir: Path, run_dir: Path) -> tuple[CTC
     callbacks: list[TrainerCallback] = [summary, TensorBoardCallback(tb_writer=SummaryWriter(str(run_dir / "logs")))]
     if recipe.max_train_minutes:
         callbacks.append(WallClockLimit(recipe.max_train_minutes))
+    if args.push_to_hub:  # the Trainer's own pushes during training leave out the model code files
+        callbacks.append(CompleteHubPushCallback(recipe=run_dir / "recipe.yaml"))
     trainer = CTCTrainer(
         model=model,
         args=args,
