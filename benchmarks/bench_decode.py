@@ -6,7 +6,7 @@ the dataset's train transcripts (each sentence once: the demo corpus speaks ever
 voices) with the split's own sentences excluded, so the WER gain is not flattered by the LM having
 seen the test text. ``--lm-text`` adds more text (e.g. ../shared/data/sentences/train.tsv).
 
-    .venv/bin/python -m benchmarks.bench_decode --model runs/exp1/model --dataset data/processed/demo
+    .venv/bin/python -m benchmarks.bench_decode --model runs/demo/model --dataset data/processed/demo
 """
 
 from __future__ import annotations
@@ -41,24 +41,18 @@ def build_demo_lm(dataset_dir: Path, split: str, output: Path, order: int, extra
     return build_lm([train, *extra], output / "lm", order=order, exclude_files=[held_out])
 
 
-@torch.inference_mode()
 def posteriors(transcriber: Transcriber, dataset) -> list[tuple[list[int], torch.Tensor, torch.Tensor]]:
     """``(dataset indices, logits, output lengths)`` of every duration batch of the split."""
     durations = [float(d) for d in dataset["duration"]]
-    batches = []
-    for batch in duration_batches(durations, transcriber.max_batch_seconds):
-        features = [torch.tensor(f) for f in dataset[batch]["input_features"]]
-        lengths = torch.tensor([f.shape[0] for f in features])
-        padded = torch.nn.utils.rnn.pad_sequence(features, batch_first=True)
-        mask = torch.arange(padded.shape[1])[None, :] < lengths[:, None]
-        logits = transcriber.model(input_features=padded, attention_mask=mask).logits
-        batches.append((batch, logits, transcriber.model._get_feat_extract_output_lengths(lengths)))
-    return batches
+    return [
+        (batch, *transcriber.logits(dataset[batch]["input_features"]))
+        for batch in duration_batches(durations, transcriber.max_batch_seconds)
+    ]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", default=str(REPO / "runs" / "exp1" / "model"), help="trained model folder")
+    parser.add_argument("--model", default=str(REPO / "runs" / "demo" / "model"), help="trained model folder")
     parser.add_argument("--dataset", default=str(REPO / "data" / "processed" / "demo"), help="prepared dataset")
     parser.add_argument("--split", default="test", help="split to decode (default test)")
     parser.add_argument("--lm", help="LM folder (default: built from the train transcripts)")

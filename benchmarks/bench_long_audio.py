@@ -1,0 +1,163 @@
+"""Long audio: a 1-hour recording transcribed in windows, with peak memory, against the alternatives.
+
+The recording is the demo test utterances (unseen sentences and voices) joined by 0.3-0.8 s pauses and
+repeated to the requested length, written to a real WAV file. Each measurement runs in its own process,
+so its peak RSS is its own:
+
+* ours, windowed: ``Transcriber`` (30 s windows, 4 s context each side, logits stitched, decoded once);
+* ours, one pass over the first ``--unchunked-minutes`` (attention over the whole input), to check the
+  windows change nothing on the parts they don't overlap;
+* transformers' ASR pipeline with ``chunk_length_s=30`` on the same file (what a user would otherwise run).
+
+    .venv/bin/python -m benchmarks.bench_long_audio --model runs/demo/model [--minutes 60]
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+
+from .common import REPO, print_table
+
+SR = 16000
+
+
+def build_recording(corpus: Path, minutes: float, path: Path) -> str:
+    """Write the recording to ``path``; return its reference transcript."""
+    from ai2text_hf.data.audio import load_audio
+
+    with (corpus / "metadata.csv").open(encoding="utf-8", newline="") as handle:
+        rows = [row for row in csv.DictReader(handle) if row["split"] == "test"]
+    if not rows:
+        raise SystemExit(f"{corpus}/metadata.csv has no test rows: run `make demo` (or ai2text synth) first")
+    rng = np.random.default_rng(0)
+    clips = [load_audio(corpus / row["file_path"], SR)[0] for row in rows]
+    pieces, words, total = [], [], 0
+    while total < minutes * 60 * SR:
+        for clip, row in zip(clips, rows):
+            pause = np.zeros(int(rng.uniform(0.3, 0.8) * SR), dtype=np.float32)
+            pieces += [clip, pause]
+            words.append(row["transcript"])
+            total += len(clip) + len(pause)
+            if total >= minutes * 60 * SR:
+                break
+    sf.write(path, np.concatenate(pieces), SR, subtype="PCM_16")
+    return " ".join(words)
+
+
+def child(mode: str, model: str, wav: str, seconds: float | None) -> dict:
+    """One measurement, run in a fresh process: text, wall time and this process's peak RSS."""
+    import torch
+
+    torch.set_num_threads(2)
+    from ai2text_hf.data.audio import load_audio
+
+    audio = load_audio(wav, SR)[0]
+    if seconds is not None:
+        audio = audio[: int(seconds * SR)]
+    start = time.perf_counter()
+    if mode == "pipeline":
+        from transformers import pipeline
+
+        import ai2text_hf  # noqa: F401  (registers the model with the Auto classes)
+
+        text = pipeline("automatic-speech-recognition", model=model)(audio, chunk_length_s=30, batch_size=8)["text"]
+    else:
+        from ai2text_hf.inference import Transcriber
+
+        chunk = 30.0 if mode == "windowed" else float("inf")
+        (decoded,) = Transcriber(model, device="cpu", chunk_seconds=chunk).transcribe_arrays([audio], False)
+        text = decoded.text
+    return {
+        "seconds": time.perf_counter() - start,
+        "audio_seconds": len(audio) / SR,
+        "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,
+        "text": text,
+    }
+
+
+def measure(mode: str, model: str, wav: Path, seconds: float | None = None) -> dict:
+    command = [sys.executable, "-m", "benchmarks.bench_long_audio", "--child", mode, "--model", model]
+    command += ["--wav", str(wav)]
+    if seconds is not None:
+        command += ["--seconds", str(seconds)]
+    proc = subprocess.run(command, cwd=REPO, capture_output=True, text=True)
+    if proc.returncode:
+        return {"error": (proc.stderr.strip().splitlines() or ["killed"])[-1]}
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default=str(REPO / "runs" / "demo" / "model"), help="trained model folder")
+    parser.add_argument("--corpus", default=str(REPO / "data" / "demo"), help="synthetic corpus (metadata.csv)")
+    parser.add_argument("--minutes", type=float, default=60.0, help="length of the recording")
+    parser.add_argument("--unchunked-minutes", type=float, default=10.0, help="prefix decoded in one pass")
+    parser.add_argument("--child", choices=("windowed", "unchunked", "pipeline"), help=argparse.SUPPRESS)
+    parser.add_argument("--wav", help=argparse.SUPPRESS)
+    parser.add_argument("--seconds", type=float, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        print(json.dumps(child(args.child, args.model, args.wav, args.seconds), ensure_ascii=False))
+        return
+
+    from ai2text_hf.metrics import error_rates
+
+    with tempfile.TemporaryDirectory() as tmp:
+        wav = Path(tmp) / "long.wav"
+        reference = build_recording(Path(args.corpus), args.minutes, wav)
+        prefix_seconds = args.unchunked_minutes * 60
+        results = {
+            f"ours, 30 s windows ({args.minutes:g} min)": measure("windowed", args.model, wav),
+            f"pipeline, chunk_length_s=30 ({args.minutes:g} min)": measure("pipeline", args.model, wav),
+            f"ours, 30 s windows (first {args.unchunked_minutes:g} min)": measure(
+                "windowed", args.model, wav, prefix_seconds
+            ),
+            f"ours, one pass (first {args.unchunked_minutes:g} min)": measure(
+                "unchunked", args.model, wav, prefix_seconds
+            ),
+        }
+    rows = []
+    for name, result in results.items():
+        if "error" in result:
+            rows.append((name, "failed: " + result["error"][:80], "", "", ""))
+            continue
+        # A prefix's reference: the share of the reference words its share of the audio holds (approximate
+        # at the cut, which is why the windowed and one-pass texts are also compared with each other below).
+        ref_words = reference.split()
+        share = min(1.0, result["audio_seconds"] / (args.minutes * 60))
+        ref = " ".join(ref_words[: round(len(ref_words) * share)])
+        rows.append(
+            (
+                name,
+                f"{result['seconds'] / result['audio_seconds']:.4f}",
+                f"{result['peak_rss_gb']:.2f}",
+                f"{100 * error_rates([ref], [result['text']])['cer']:.2f}",
+                str(len(result["text"].split())),
+            )
+        )
+    windowed = results[f"ours, 30 s windows (first {args.unchunked_minutes:g} min)"]
+    one_pass = results[f"ours, one pass (first {args.unchunked_minutes:g} min)"]
+    print_table(
+        f"Long audio: {args.minutes:g}-minute recording of unseen test utterances, 2 threads",
+        rows,
+        ("run", "RTF", "peak RSS (GB)", "CER % (approx. alignment)", "words"),
+    )
+    if "text" in windowed and "text" in one_pass:
+        diff = error_rates([one_pass["text"]], [windowed["text"]])["cer"]
+        minutes = f"{args.unchunked_minutes:g}"
+        print(f"\nWindowed vs one-pass text on the first {minutes} min: {100 * diff:.2f} % of characters differ.")
+
+
+if __name__ == "__main__":
+    main()

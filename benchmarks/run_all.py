@@ -1,0 +1,123 @@
+"""Run every benchmark and write ``benchmarks/RESULTS.md``: machine, versions, command, tables.
+
+Each benchmark runs in its own process (so one's threads, caches and peak memory don't leak into the
+next) and prints its own markdown tables with the baseline measured in the same run; this script only
+collects them. A benchmark that fails is recorded as failed and the others still run: benchmarks
+report, they never gate.
+
+    .venv/bin/python -m benchmarks.run_all [--model runs/demo/model] [--only features inference] [--full]
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import importlib.metadata
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from .common import REPO
+
+RESULTS = REPO / "benchmarks" / "RESULTS.md"
+PACKAGES = ("torch", "torchaudio", "transformers", "datasets", "accelerate", "onnxruntime", "fastapi")
+
+
+def benchmarks(model: str, dataset: str) -> dict[str, list[str]]:
+    """name -> arguments, in the order they run; ``--full`` adds the 20-minute training comparison."""
+    return {
+        "features": [],
+        "prepare": [],
+        "inference": ["--model", model],
+        "long_audio": ["--model", model],
+        "decode": ["--model", model, "--dataset", dataset],
+        "export": ["--model", model, "--dataset", dataset],
+        "serve": ["--model", model],
+        "train": ["--dataset", dataset],
+    }
+
+
+FULL_ONLY = {"recipe_cc0": ["--minutes", "18", "--epochs", "5"]}
+
+
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _memory_gb() -> float:
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    except (ValueError, OSError):
+        return float("nan")
+
+
+def _versions() -> str:
+    found = []
+    for name in PACKAGES:
+        try:
+            found.append(f"{name} {importlib.metadata.version(name)}")
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    return ", ".join([f"Python {platform.python_version()}", *found])
+
+
+def run(name: str, args: list[str]) -> tuple[str, float, int, str]:
+    """(command, seconds, exit code, output) of one benchmark in a fresh process."""
+    command = [sys.executable, "-m", f"benchmarks.bench_{name}", *args]
+    start = time.monotonic()
+    proc = subprocess.run(command, cwd=REPO, capture_output=True, text=True)
+    seconds = time.monotonic() - start
+    output = proc.stdout if proc.returncode == 0 else proc.stdout + "\n" + proc.stderr[-3000:]
+    shown = " ".join(["python", "-m", f"benchmarks.bench_{name}", *args])
+    return shown, seconds, proc.returncode, output.strip()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default="runs/demo/model", help="trained model the inference benchmarks use")
+    parser.add_argument("--dataset", default="data/processed/demo", help="prepared dataset (test split decoded)")
+    parser.add_argument("--only", nargs="+", metavar="NAME", help="run only these benchmarks (e.g. features serve)")
+    parser.add_argument("--full", action="store_true", help="also the 18-minute CC0 training comparison")
+    parser.add_argument("--output", default=str(RESULTS), help="where to write the results (markdown)")
+    args = parser.parse_args()
+
+    selected = benchmarks(args.model, args.dataset) | (FULL_ONLY if args.full else {})
+    if args.only:
+        unknown = set(args.only) - set(selected) - set(FULL_ONLY)
+        if unknown:
+            parser.error(f"unknown benchmark(s) {sorted(unknown)}; choose from {sorted(selected | FULL_ONLY)}")
+        selected = {name: a for name, a in (selected | FULL_ONLY).items() if name in args.only}
+
+    lines = [
+        "# Benchmark results",
+        "",
+        f"Written by `make bench` (`python -m benchmarks.run_all`) on {datetime.date.today().isoformat()}.",
+        f"Machine: {_cpu_name()}, {os.cpu_count()} cores, {_memory_gb():.0f} GiB RAM, no GPU unless stated.",
+        f"Versions: {_versions()}.",
+        "Every ratio compares against a baseline measured in the same process, right before or after.",
+        "",
+    ]
+    failed = []
+    for name, bench_args in selected.items():
+        print(f"== {name} ...", flush=True)
+        command, seconds, code, output = run(name, bench_args)
+        print(output, flush=True)
+        status = f"{seconds:.0f} s" if code == 0 else f"FAILED (exit {code}) after {seconds:.0f} s"
+        if code:
+            failed.append(name)
+        lines += [f"## {name}", "", f"`{command}` — {status}", "", output, ""]
+    Path(args.output).write_text("\n".join(lines), encoding="utf-8")
+    print(f"\nWrote {args.output}" + (f"; failed: {', '.join(failed)}" if failed else ""))
+
+
+if __name__ == "__main__":
+    main()
