@@ -17,24 +17,23 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import datasets
 import numpy as np
 import torch
 from torch.utils.data import DataLoader
 from torch.utils.tensorboard import SummaryWriter
-from transformers import Trainer, TrainerCallback, TrainingArguments, set_seed
+from transformers import PreTrainedModel, Trainer, TrainerCallback, TrainingArguments, set_seed
 from transformers.integrations import TensorBoardCallback
 from transformers.trainer_utils import get_last_checkpoint
 
-from ..data.collator import CTCCollator
-from ..data.features import assert_features_match
-from ..data.prepare import load_prepared, read_manifest
 from ..data.sampler import DurationBatchSampler
-from ..feature_extraction_ai2text import AI2TextFeatureExtractor
+from ..data.streaming import BucketedStream
 from ..hub import CompleteHubPushCallback
 from ..metrics import error_rates
-from ..modeling_ai2text import AI2TextForCTC
 from ..processing_ai2text import AI2TextProcessor
 from ..tokenization_ai2text import AI2TextTokenizer
+from .datasets import CollatorEpoch, model_inputs, open_splits
+from .init import initial_model
 from .recipe import Recipe, save_recipe
 
 logger = logging.getLogger("ai2text_hf.training")
@@ -51,23 +50,37 @@ class TrainResult:
 class CTCTrainer(Trainer):
     """``Trainer`` with duration-bucketed batches and greedy CTC decoding for evaluation."""
 
-    def __init__(self, *args, recipe: Recipe, **kwargs):
+    def __init__(self, *args, recipe: Recipe, eval_data_collator=None, **kwargs):
         super().__init__(*args, **kwargs)
         self.recipe = recipe
         self.train_sampler: DurationBatchSampler | None = None
+        # Evaluation never augments: the on-the-fly path gives it a collator without an augmenter.
+        self.eval_data_collator = eval_data_collator or self.data_collator
 
-    def _loader(self, dataset, sampler: DurationBatchSampler, description: str) -> DataLoader:
-        dataset = self._remove_unused_columns(dataset, description=description)
+    def _loader(self, dataset, sampler: DurationBatchSampler | None, collator) -> DataLoader:
+        """Keeps the columns the collator reads (``audio`` is no model argument, yet the collator needs it)."""
+        dataset = dataset.select_columns(list(collator.columns))
+        if sampler is None:  # a stream: BucketedStream yields whole batches
+            dataset = BucketedStream(
+                dataset,
+                self.recipe.max_batch_seconds,
+                self.recipe.batch_size,
+                self.recipe.stream_buffer_size,
+                seed=self.args.seed,
+            )
         loader = DataLoader(
             dataset,
             batch_sampler=sampler,
-            collate_fn=self.data_collator,
+            batch_size=None if sampler is None else 1,
+            collate_fn=collator,
             num_workers=self.args.dataloader_num_workers,
             pin_memory=self.args.dataloader_pin_memory,
         )
         return self.accelerator.prepare(loader)
 
     def get_train_dataloader(self) -> DataLoader:
+        if isinstance(self.train_dataset, datasets.IterableDataset):
+            return self._loader(self.train_dataset, None, self.data_collator)
         self.train_sampler = DurationBatchSampler(
             list(self.train_dataset["duration"]),
             max_batch_seconds=self.recipe.max_batch_seconds,
@@ -75,7 +88,7 @@ class CTCTrainer(Trainer):
             shuffle=True,
             seed=self.args.seed,
         )
-        return self._loader(self.train_dataset, self.train_sampler, "training")
+        return self._loader(self.train_dataset, self.train_sampler, self.data_collator)
 
     def get_eval_dataloader(self, eval_dataset=None) -> DataLoader:
         dataset = self.eval_dataset if eval_dataset is None else eval_dataset
@@ -84,7 +97,7 @@ class CTCTrainer(Trainer):
             max_batch_seconds=max(self.recipe.eval_batch_seconds, max(dataset["duration"])),
             shuffle=False,
         )
-        return self._loader(dataset, sampler, "evaluation")
+        return self._loader(dataset, sampler, self.eval_data_collator)
 
     def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
         """Return greedy token ids instead of logits, with padded frames set to blank.
@@ -96,6 +109,8 @@ class CTCTrainer(Trainer):
         if logits is None:
             return loss, logits, labels
         unwrapped = self.accelerator.unwrap_model(model)
+        # attention_mask counts the model's input units (feature frames for ours, samples for Wav2Vec2), which
+        # is what each model's _get_feat_extract_output_lengths takes.
         lengths = unwrapped._get_feat_extract_output_lengths(inputs["attention_mask"].sum(-1))
         ids = logits.argmax(-1)
         frames = torch.arange(ids.shape[1], device=ids.device)[None, :]
@@ -187,11 +202,6 @@ def build_tokenizer(recipe: Recipe, train_texts: list[str]) -> AI2TextTokenizer:
     return AI2TextTokenizer(tone_placement=recipe.tone_placement)
 
 
-def _add_labels(dataset, tokenizer: AI2TextTokenizer):
-    """Attach token ids as a ``labels`` column without rewriting the (large) feature column."""
-    return dataset.add_column("labels", tokenizer(list(dataset["text"]))["input_ids"])
-
-
 def _compute_metrics_fn(tokenizer: AI2TextTokenizer, tone_placement: str):
     def compute_metrics(prediction) -> dict[str, float]:
         pred_ids = np.where(prediction.predictions < 0, tokenizer.pad_token_id, prediction.predictions)
@@ -224,9 +234,9 @@ def train(
         handler.close()
 
 
-def build_model(recipe: Recipe, tokenizer: AI2TextTokenizer) -> AI2TextForCTC:
-    """A fresh model as the recipe describes, sized to the tokenizer's vocabulary."""
-    return AI2TextForCTC(recipe.model_config(vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id))
+def build_model(recipe: Recipe, tokenizer: AI2TextTokenizer) -> PreTrainedModel:
+    """The model a run starts from (fresh, or ``init_from``), sized to the tokenizer's vocabulary."""
+    return initial_model(recipe, tokenizer).model
 
 
 def build_trainer(recipe: Recipe, dataset_dir: Path, run_dir: Path) -> tuple[CTCTrainer, EpochSummary]:
@@ -235,41 +245,19 @@ def build_trainer(recipe: Recipe, dataset_dir: Path, run_dir: Path) -> tuple[CTC
     Shared by ``train`` and the hyperparameter search (``ai2text tune``), which re-creates the model per trial.
     """
     set_seed(recipe.seed)
-    manifest = read_manifest(dataset_dir)
-    feature_extractor = AI2TextFeatureExtractor(
-        feature_size=recipe.n_mels,
-        sampling_rate=recipe.sample_rate,
-        n_fft=recipe.n_fft,
-        win_length=recipe.n_fft,
-        hop_length=recipe.hop_length,
-    )
-    assert_features_match(manifest["feature_extractor"], feature_extractor.to_dict(), str(dataset_dir))
-    data = load_prepared(dataset_dir)
-    if len(data["train"]) == 0 or len(data["val"]) == 0:
-        raise ValueError(
-            f"{dataset_dir} has {len(data['train'])} train and {len(data['val'])} val utterances: training "
-            "needs both. Give some rows split=val in the metadata CSV and prepare again."
-        )
-    tokenizer = build_tokenizer(recipe, data["train"]["text"])
+    splits = open_splits(recipe, dataset_dir)
+    tokenizer = build_tokenizer(recipe, splits.train_texts(recipe))
+    initial = initial_model(recipe, tokenizer)
+    data = model_inputs(splits, recipe, tokenizer, initial)
+    model, feature_extractor = initial.model, initial.feature_extractor
     processor = AI2TextProcessor(feature_extractor=feature_extractor, tokenizer=tokenizer)
-    train_set = _add_labels(data["train"], tokenizer).with_format("numpy")
-    val_set = _add_labels(data["val"], tokenizer).with_format("numpy")
+    train_set, val_set = data.train, data.val
 
-    model = build_model(recipe, tokenizer)
-    config = model.config
     run_dir.mkdir(parents=True, exist_ok=True)
     save_recipe(recipe, run_dir / "recipe.yaml")
     num_params = sum(p.numel() for p in model.parameters())
-    hours = float(np.sum(train_set["duration"])) / 3600
-    logger.info(
-        "Dataset %s: %d train utterances (%.2f h), %d val. Model: %s, %.2f M parameters.",
-        dataset_dir,
-        len(train_set),
-        hours,
-        len(val_set),
-        config.block_type,
-        num_params / 1e6,
-    )
+    kind = getattr(model.config, "block_type", type(model).__name__)
+    logger.info("%s Model: %s, %.2f M parameters.", splits.describe(), kind, num_params / 1e6)
 
     use_cuda = torch.cuda.is_available()
     if recipe.use_amp and not use_cuda:
@@ -312,12 +300,17 @@ def build_trainer(recipe: Recipe, dataset_dir: Path, run_dir: Path) -> tuple[CTC
         args=args,
         train_dataset=train_set,
         eval_dataset=val_set,
-        data_collator=CTCCollator(padding_value=feature_extractor.padding_value),
+        data_collator=data.train_collator,
+        eval_data_collator=data.eval_collator,
         processing_class=processor,
         compute_metrics=_compute_metrics_fn(tokenizer, recipe.tone_placement),
         callbacks=callbacks,
         recipe=recipe,
     )
+    if data.train_collator is not data.eval_collator:
+        trainer.add_callback(CollatorEpoch(data.train_collator))
+    if splits.streamed:
+        return trainer, summary
     sampler = DurationBatchSampler(
         list(train_set["duration"]), recipe.max_batch_seconds, recipe.batch_size, seed=recipe.seed
     )

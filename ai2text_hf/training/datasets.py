@@ -1,0 +1,179 @@
+"""What the trainer feeds the model: precomputed features, 16 kHz audio featurised per batch, or a stream.
+
+Three sources, one contract (``train``/``val`` with ``duration``, ``text`` and either ``input_features`` or
+``audio``):
+
+- a prepared folder (``ai2text prepare``): its ``manifest.json`` says whether it stores features or audio
+  (``--on-the-fly``); with ``streaming: true`` its train split is read as an ``IterableDataset``;
+- a metadata CSV: always streamed, rows checked and decoded while training (``ai2text_hf.data.streaming``),
+  never materialised; val is read into memory once (it is evaluated repeatedly).
+
+Waveform augmentation and foreign models (Wav2Vec2: raw audio) need the audio path.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import datasets
+import numpy as np
+from transformers import TrainerCallback
+
+from ..data.augment import WaveformAugmenter
+from ..data.collator import AudioCTCCollator, CTCCollator
+from ..data.features import assert_features_match
+from ..data.prepare import load_prepared, read_manifest
+from ..data.streaming import stream_dataset
+from ..tokenization_ai2text import AI2TextTokenizer
+from .init import InitialModel, output_frames, recipe_feature_extractor
+from .recipe import Recipe
+
+logger = logging.getLogger("ai2text_hf.training")
+
+
+@dataclass
+class Splits:
+    """The train and val splits as read, before labels and model inputs."""
+
+    train: datasets.Dataset | datasets.IterableDataset
+    val: datasets.Dataset
+    store: str  # "features" or "audio"
+    source: str
+    manifest: dict | None  # None for a CSV
+
+    @property
+    def streamed(self) -> bool:
+        return isinstance(self.train, datasets.IterableDataset)
+
+    def train_texts(self, recipe: Recipe) -> list[str]:
+        """What a data-built vocabulary is made from (a stream would have to be read to the end first)."""
+        if recipe.vocab != "data":
+            return []
+        if self.streamed:
+            raise ValueError("vocab: data reads every train transcript first, which a streamed run cannot: use "
+                             "vocab: alphabet (the default) with streaming.")
+        return list(self.train["text"])
+
+    def describe(self) -> str:
+        val_hours = float(np.sum(self.val["duration"])) / 3600
+        if self.streamed:
+            train = "streamed train split"
+        else:
+            train = f"{len(self.train)} train utterances ({float(np.sum(self.train['duration'])) / 3600:.2f} h)"
+        kind = "audio, features computed per batch" if self.store == "audio" else "precomputed features"
+        return f"Dataset {self.source}: {train}, {len(self.val)} val ({val_hours:.2f} h); {kind}."
+
+
+@dataclass
+class TrainingData:
+    """Splits with ``labels``, and the collators that turn their rows into the model's inputs."""
+
+    train: datasets.Dataset | datasets.IterableDataset
+    val: datasets.Dataset
+    train_collator: CTCCollator | AudioCTCCollator
+    eval_collator: CTCCollator | AudioCTCCollator
+
+
+def open_splits(recipe: Recipe, path: Path) -> Splits:
+    """Read ``path`` (a prepared folder or a metadata CSV) as the recipe asks."""
+    if path.is_file() and path.suffix.lower() == ".csv":
+        return _csv_splits(recipe, path)
+    manifest = read_manifest(path)
+    data = load_prepared(path)
+    if len(data["train"]) == 0 or len(data["val"]) == 0:
+        raise ValueError(
+            f"{path} has {len(data['train'])} train and {len(data['val'])} val utterances: training "
+            "needs both. Give some rows split=val in the metadata CSV and prepare again."
+        )
+    train = data["train"]
+    if recipe.streaming:
+        shards = min(len(train), max(1, recipe.num_workers) * 8)
+        train = train.to_iterable_dataset(num_shards=shards)
+        train = train.shuffle(seed=recipe.seed, buffer_size=recipe.stream_buffer_size)
+    return Splits(train, data["val"], manifest["options"]["store"], str(path), manifest)
+
+
+def _csv_splits(recipe: Recipe, csv_path: Path) -> Splits:
+    feature_extractor = recipe_feature_extractor(recipe)
+    options = {"feature_extractor": feature_extractor, "tone_placement": recipe.tone_placement, "store": "audio"}
+    train = stream_dataset(csv_path, split="train", **options)
+    val = datasets.Dataset.from_list(list(stream_dataset(csv_path, split="val", **options)))
+    train = train.shuffle(seed=recipe.seed, buffer_size=recipe.stream_buffer_size)
+    return Splits(train, val, "audio", str(csv_path), None)
+
+
+def model_inputs(splits: Splits, recipe: Recipe, tokenizer: AI2TextTokenizer, initial: InitialModel) -> TrainingData:
+    """Check the data suits the model and the recipe, attach labels and choose the collators."""
+    if splits.streamed and not recipe.training_args.get("max_steps", -1) > 0:
+        raise ValueError(
+            "A streamed train split has no known length, so the run needs a step budget: set max_steps "
+            "(e.g. --max_steps 20000)."
+        )
+    augment = recipe.augmentation.enabled
+    if splits.store == "features":
+        if augment:
+            raise ValueError(
+                f"augmentation is enabled but {splits.source} stores precomputed features: waveform augmentation "
+                "needs the audio. Prepare the data again with `ai2text prepare --on-the-fly ...`, or set "
+                "--augmentation.enabled false."
+            )
+        if not initial.ours:
+            raise ValueError(
+                f"init_from {recipe.init_from} is a {type(initial.model).__name__}, which reads raw audio, but "
+                f"{splits.source} stores log-mel features: prepare the data with `ai2text prepare --on-the-fly`."
+            )
+    _check_front_end(splits, initial)
+    train = _with_labels(splits.train, tokenizer)
+    val = _with_labels(splits.val, tokenizer)
+    if splits.store == "features":
+        collator = CTCCollator(padding_value=initial.feature_extractor.padding_value)
+        return TrainingData(train, val, collator, collator)
+    augmenter = None
+    if augment:
+        settings = {k: v for k, v in asdict(recipe.augmentation).items() if k != "enabled"}
+        augmenter = WaveformAugmenter(**settings, sample_rate=initial.feature_extractor.sampling_rate, seed=recipe.seed)
+    return TrainingData(
+        train,
+        val,
+        AudioCTCCollator(initial.feature_extractor, augmenter, output_frames(initial)),
+        AudioCTCCollator(initial.feature_extractor),
+    )
+
+
+def _check_front_end(splits: Splits, initial: InitialModel) -> None:
+    """Stored features must be the model's; stored audio only needs the model's sample rate."""
+    stored = splits.manifest["feature_extractor"] if splits.manifest else None
+    if stored is None:
+        return
+    if splits.store == "features":
+        assert_features_match(stored, initial.feature_extractor.to_dict(), splits.source)
+    elif stored["sampling_rate"] != initial.feature_extractor.sampling_rate:
+        raise ValueError(
+            f"{splits.source} stores audio at {stored['sampling_rate']} Hz but the model reads "
+            f"{initial.feature_extractor.sampling_rate} Hz: prepare the data again with that rate."
+        )
+
+
+def _tokenize(batch: dict, tokenizer: AI2TextTokenizer) -> dict:
+    return {"labels": tokenizer(list(batch["text"]))["input_ids"]}
+
+
+def _with_labels(
+    dataset: datasets.Dataset | datasets.IterableDataset, tokenizer: AI2TextTokenizer
+) -> datasets.Dataset | datasets.IterableDataset:
+    if isinstance(dataset, datasets.IterableDataset):
+        return dataset.map(_tokenize, batched=True, fn_kwargs={"tokenizer": tokenizer})
+    # A new column, not a map: the (large) feature or audio column is not rewritten.
+    return dataset.add_column("labels", tokenizer(list(dataset["text"]))["input_ids"]).with_format("numpy")
+
+
+class CollatorEpoch(TrainerCallback):
+    """Tells the augmenting collator the epoch, before the epoch's loader (and its workers) start."""
+
+    def __init__(self, collator: AudioCTCCollator):
+        self.collator = collator
+
+    def on_epoch_begin(self, args, state, control, **kwargs):
+        self.collator.epoch = int(state.epoch or 0)
