@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import re
 
 import pytest
 import torch
@@ -16,6 +17,7 @@ from ai2text_hf.training.arguments import (
 )
 from ai2text_hf.training.recipe import RecipeError, load_recipe, parse_overrides
 from ai2text_hf.training.tracking import flatten, report_to
+from ai2text_hf.training.trainer import build_model, build_tokenizer
 
 requires_no_accelerator = pytest.mark.skipif(
     torch.cuda.is_available() or torch.backends.mps.is_available(), reason="pins the CPU-only resolution"
@@ -102,3 +104,20 @@ def test_recipe_flattens_to_tensorboard_hparam_values() -> None:
     assert flat["d_model"] == 96
     assert flat["batch_size"] == "None" and flat["augmentation.types"].startswith("[")
     assert all(isinstance(v, (bool, int, float, str)) for v in flat.values())
+
+
+PRESETS = ["cpu-weak", "gpu-gtx1060", "gpu-rtx3090", "conformer-medium"]
+
+
+@pytest.mark.parametrize("name", PRESETS)
+def test_preset_builds_the_model_size_its_comment_states(name: str) -> None:
+    path = TINY_RECIPE.parent / f"{name}.yaml"
+    stated = re.search(r"([\d.]+) M parameters", path.read_text(encoding="utf-8"))
+    assert stated, f"{path} does not state its parameter count"
+    recipe = load_recipe(path)
+    tokenizer = build_tokenizer(recipe, [])
+    model = build_model(recipe, tokenizer)
+    millions = sum(p.numel() for p in model.parameters()) / 1e6
+    assert round(millions, 2) == float(stated.group(1))
+    if name == "conformer-medium":
+        assert 10 <= millions <= 30
