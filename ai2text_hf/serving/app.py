@@ -20,8 +20,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse
 from pydantic import BaseModel, Field
 
-from .batching import QueueFullError, WorkerClosedError
-from .registry import BatchSettings, ModelRegistry, UnknownModelError
+from .batching import BatchSettings, QueueFullError, WorkerClosedError
+from .registry import ModelRegistry, UnknownModelError
 from .uploads import check_content_type, decode_upload, read_upload
 
 #: Room for the multipart framing and the text fields on top of the audio in a request's Content-Length.

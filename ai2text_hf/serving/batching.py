@@ -1,9 +1,11 @@
 """Micro-batching: many concurrent requests share one model through one worker thread.
 
-Requests queue up; the worker takes the first, waits a few milliseconds for more, and runs them as one
-:meth:`~ai2text_hf.inference.Transcriber.transcribe_arrays` call (one padded forward per duration batch),
-so N parallel requests cost about one model run, not N, and never hold N copies of the activations.
-Inference runs off the event loop: callers get a :class:`concurrent.futures.Future`.
+Requests queue up; the worker takes the first, waits a moment (2 ms by default) for more, and runs them as
+one :meth:`~ai2text_hf.inference.Transcriber.transcribe_arrays` call (one padded forward per duration batch),
+so N parallel requests cost a few model runs, not N, and never hold N copies of the activations. Requests
+that arrive while the model runs are waiting in the queue and make up the next batch, so the wait can stay
+short: it only has to catch requests sent at the same moment. Inference runs off the event loop: callers
+get a :class:`concurrent.futures.Future`.
 """
 
 from __future__ import annotations
@@ -28,6 +30,21 @@ class WorkerClosedError(Exception):
     """The model was unloaded before the request could be queued."""
 
 
+@dataclass(frozen=True)
+class BatchSettings:
+    """How a :class:`MicroBatcher` groups requests.
+
+    Args:
+        max_batch: requests per batch at most.
+        max_wait: seconds to wait for more requests after the first one of a batch arrives.
+        max_queue: requests allowed to wait; more are refused (:class:`QueueFullError`) instead of piling up.
+    """
+
+    max_batch: int = 16
+    max_wait: float = 0.002
+    max_queue: int = 64
+
+
 @dataclass
 class _Job:
     wave: np.ndarray
@@ -36,22 +53,14 @@ class _Job:
 
 
 class MicroBatcher:
-    """One worker thread running a :class:`Transcriber` on batches of queued requests.
+    """One worker thread running a :class:`Transcriber` on batches of queued requests."""
 
-    Args:
-        transcriber: the loaded model.
-        max_batch: requests per batch at most.
-        max_wait: seconds to wait for more requests after the first one of a batch arrives.
-        max_queue: requests allowed to wait; more are refused (:class:`QueueFullError`) instead of piling up.
-    """
-
-    def __init__(self, transcriber: Transcriber, max_batch: int = 16, max_wait: float = 0.01, max_queue: int = 64):
+    def __init__(self, transcriber: Transcriber, settings: BatchSettings | None = None):
         self.transcriber = transcriber
-        self.max_batch = max_batch
-        self.max_wait = max_wait
+        self.settings = settings or BatchSettings()
         self.requests = 0  # served, for /models and the concurrency test
         self.batches = 0
-        self._queue: queue.Queue[_Job | None] = queue.Queue(maxsize=max_queue)
+        self._queue: queue.Queue[_Job | None] = queue.Queue(maxsize=self.settings.max_queue)
         self._lock = threading.Lock()
         self._closed = False
         self._thread = threading.Thread(target=self._run, name="ai2text-batcher", daemon=True)
@@ -79,10 +88,10 @@ class MicroBatcher:
         self._thread.join()
 
     def _collect(self, first: _Job) -> tuple[list[_Job], bool]:
-        """The first job plus whatever arrives within ``max_wait``; True when the stop sentinel came."""
+        """The first job plus whatever is queued or arrives within ``max_wait``; True when the stop sentinel came."""
         jobs = [first]
-        deadline = time.monotonic() + self.max_wait
-        while len(jobs) < self.max_batch:
+        deadline = time.monotonic() + self.settings.max_wait
+        while len(jobs) < self.settings.max_batch:
             try:
                 job = self._queue.get(timeout=max(deadline - time.monotonic(), 0.0))
             except queue.Empty:

@@ -7,15 +7,15 @@ may live anywhere; it is registered under its run's name like the others.
 
 from __future__ import annotations
 
+import os
 import tempfile
 import threading
 from collections import OrderedDict
-from dataclasses import dataclass
 from pathlib import Path
 
 from ..decoding import CTCDecoder, DecodingOptions, build_decoder
 from ..inference import Transcriber
-from .batching import MicroBatcher
+from .batching import BatchSettings, MicroBatcher
 
 #: Decoders kept per model for distinct (beam width, hotwords) requests; building one takes milliseconds.
 DECODER_CACHE_SIZE = 32
@@ -26,18 +26,9 @@ class UnknownModelError(LookupError):
 
 
 def model_name(model_dir: Path) -> str:
-    """``runs/<name>/model`` is called ``<name>``; any other folder by its own name."""
-    model_dir = Path(model_dir).resolve()
+    """``runs/<name>/model`` is called ``<name>``; any other folder by its own name (links are not followed)."""
+    model_dir = Path(os.path.abspath(model_dir))
     return model_dir.parent.name if model_dir.name == "model" else model_dir.name
-
-
-@dataclass(frozen=True)
-class BatchSettings:
-    """How a model's :class:`MicroBatcher` groups requests (see there)."""
-
-    max_batch: int = 16
-    max_wait: float = 0.01
-    max_queue: int = 64
 
 
 class LoadedModel:
@@ -47,7 +38,7 @@ class LoadedModel:
         self.name = name
         self.path = path
         self.transcriber = Transcriber(path, device=device)
-        self.batcher = MicroBatcher(self.transcriber, batching.max_batch, batching.max_wait, batching.max_queue)
+        self.batcher = MicroBatcher(self.transcriber, batching)
         self._decoders: OrderedDict[tuple[int | None, str], CTCDecoder] = OrderedDict()
         self._lock = threading.Lock()
 
