@@ -122,9 +122,14 @@ def optimizer_steps_per_epoch(num_batches: int, grad_accum_steps: int, num_proce
     return max(1, math.ceil(num_batches / (num_processes * grad_accum_steps)))
 
 
-def warmup_steps(recipe: Recipe, steps_per_epoch: int) -> float:
+def warmup_steps(recipe: Recipe, steps_per_epoch: int | None) -> float:
     """``warmup_epochs`` (the guide's key) in optimizer steps when set, else ``warmup_steps`` as it is
-    (a float below 1 is a share of all steps, which the Trainer resolves)."""
+    (a float below 1 is a share of all steps, which the Trainer resolves). ``None``: epochs of unknown length."""
     if recipe.warmup_epochs is None:
         return recipe.warmup_steps
+    if steps_per_epoch is None:
+        raise RecipeError(
+            "warmup_epochs needs epochs of known length, and a streamed train split has none: "
+            "set --warmup_steps (a step count, or a share of max_steps below 1) instead."
+        )
     return int(round(recipe.warmup_epochs * steps_per_epoch))

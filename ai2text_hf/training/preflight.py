@@ -13,7 +13,6 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from ..data.prepare import read_manifest
 from ..data.sampler import DurationBatchSampler
 from .arguments import Hardware, num_processes
 from .recipe import Recipe
@@ -52,18 +51,31 @@ def check_output_dir(run_dir: Path) -> None:
         ) from error
 
 
-def check_dataset(dataset_dir: Path) -> dict:
-    """The dataset's manifest; logs which version trains."""
-    if not dataset_dir.is_dir():
-        raise PreflightError(
-            f"Dataset folder {dataset_dir} does not exist: pass --dataset with a folder written by "
-            f"`ai2text prepare` (e.g. ai2text prepare --csv metadata.csv --output {dataset_dir})."
-        )
-    manifest = read_manifest(dataset_dir)
+def check_dataset(dataset: Path) -> None:
+    """The dataset exists: a prepared folder (its manifest is read when the splits open) or a metadata CSV."""
+    if dataset.is_dir() or (dataset.is_file() and dataset.suffix.lower() == ".csv"):
+        return
+    raise PreflightError(
+        f"Dataset {dataset} does not exist: pass --dataset with a folder written by `ai2text prepare` "
+        f"(e.g. ai2text prepare --csv metadata.csv --output {dataset}) or a metadata CSV to stream."
+    )
+
+
+def check_paths(dataset: Path, run_dir: Path) -> None:
+    """What can fail before anything is loaded or written."""
+    check_dataset(dataset)
+    check_output_dir(run_dir)
+
+
+def report_dataset(source: str, manifest: dict | None) -> None:
+    """Which dataset version trains (a streamed CSV has none)."""
+    if manifest is None:
+        logger.info("Preflight: dataset %s, streamed from its metadata CSV (no prepared version).", source)
+        return
     counts = manifest.get("counts", {})
     logger.info(
         "Preflight: dataset %s, version %s (prepared %s by ai2text-hf %s; %s train / %s val / %s test utterances).",
-        dataset_dir,
+        source,
         str(manifest.get("fingerprint", "?"))[:12],
         manifest.get("created", "?"),
         manifest.get("ai2text_hf_version", "?"),
@@ -71,7 +83,6 @@ def check_dataset(dataset_dir: Path) -> dict:
         counts.get("val", "?"),
         counts.get("test", "?"),
     )
-    return manifest
 
 
 def checkpoint_bytes(num_params: int) -> int:
@@ -113,29 +124,39 @@ def report_device(hardware: Hardware) -> None:
         logger.warning("Preflight: %s", note)
 
 
-def report_batch(recipe: Recipe, sampler: DurationBatchSampler, num_processes: int) -> float:
+def report_batch(recipe: Recipe, sampler: DurationBatchSampler | None, num_processes: int) -> float:
     """Logs and returns the effective batch: seconds of audio (at most) per optimizer step."""
     per_step = recipe.max_batch_seconds * num_processes * recipe.grad_accum_steps
-    mean_batch = float(sampler.durations.sum()) / max(1, len(sampler))
+    batches = ""
+    if sampler is not None:
+        batches = (
+            f"; batches hold {float(sampler.durations.sum()) / max(1, len(sampler)):.0f} s of speech on average, "
+            f"{len(sampler)} batches per epoch, padding share {100 * sampler.padding_share():.1f}%"
+        )
     logger.info(
         "Preflight: effective batch up to %.0f s of audio per optimizer step (%.0f s per batch x %d process%s x %d "
-        "accumulation); batches hold %.0f s of speech on average, %d batches per epoch, padding share %.1f%%.",
+        "accumulation)%s.",
         per_step,
         recipe.max_batch_seconds,
         num_processes,
         "" if num_processes == 1 else "es",
         recipe.grad_accum_steps,
-        mean_batch,
-        len(sampler),
-        100 * sampler.padding_share(),
+        batches,
     )
     return per_step
 
 
 def run_preflight(
-    recipe: Recipe, run_dir: Path, num_params: int, hardware: Hardware, sampler: DurationBatchSampler
+    recipe: Recipe,
+    run_dir: Path,
+    source: str,
+    manifest: dict | None,
+    num_params: int,
+    hardware: Hardware,
+    sampler: DurationBatchSampler | None,
 ) -> None:
-    """Everything checked once the model and batches exist (the dataset and folder were checked earlier)."""
+    """The checklist once data, model and arguments exist (paths were checked by :func:`check_paths`)."""
+    report_dataset(source, manifest)
     check_disk(recipe, run_dir, num_params)
     report_device(hardware)
     report_batch(recipe, sampler, num_processes())

@@ -32,9 +32,19 @@ from ..hub import CompleteHubPushCallback
 from ..metrics import error_rates
 from ..processing_ai2text import AI2TextProcessor
 from ..tokenization_ai2text import AI2TextTokenizer
+from .arguments import (
+    num_processes,
+    optimizer_steps_per_epoch,
+    recipe_arguments,
+    resolve_hardware,
+    warmup_steps,
+)
 from .datasets import CollatorEpoch, model_inputs, open_splits
 from .init import initial_model
+from .preflight import check_paths, run_preflight
 from .recipe import Recipe, save_recipe
+from .schedules import CUSTOM_SCHEDULES, create_custom_scheduler, trainer_scheduler_type
+from .tracking import HyperparametersToTensorBoard, report_to
 
 logger = logging.getLogger("ai2text_hf.training")
 
@@ -98,6 +108,18 @@ class CTCTrainer(Trainer):
             shuffle=False,
         )
         return self._loader(dataset, sampler, self.eval_data_collator)
+
+    def create_scheduler(self, num_training_steps: int, optimizer=None):
+        """OneCycle and Noam (``lr_scheduler`` in the recipe) are ours; every other name is transformers'."""
+        if self.lr_scheduler is None and self.recipe.lr_scheduler in CUSTOM_SCHEDULES:
+            self.lr_scheduler = create_custom_scheduler(
+                self.recipe.lr_scheduler,
+                optimizer or self.optimizer,
+                num_training_steps,
+                self.args.get_warmup_steps(num_training_steps),
+            )
+            self._created_lr_scheduler = True
+        return super().create_scheduler(num_training_steps, optimizer)
 
     def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
         """Return greedy token ids instead of logits, with padded frames set to blank.
@@ -225,6 +247,7 @@ def train(
         raise ValueError("No dataset given: pass --dataset DIR (a folder written by `ai2text prepare`).")
     run_dir = Path(output_dir or recipe.output_dir or "runs/default")
     model_dir = run_dir / "model"
+    check_paths(dataset_dir, run_dir)
     handler = _setup_logging(run_dir / "logs")
     try:
         return _train(recipe, dataset_dir, run_dir, model_dir, resume)
@@ -259,38 +282,48 @@ def build_trainer(recipe: Recipe, dataset_dir: Path, run_dir: Path) -> tuple[CTC
     kind = getattr(model.config, "block_type", type(model).__name__)
     logger.info("%s Model: %s, %.2f M parameters.", splits.describe(), kind, num_params / 1e6)
 
-    use_cuda = torch.cuda.is_available()
-    if recipe.use_amp and not use_cuda:
-        logger.info("use_amp is set but no CUDA device is present: training in float32 on the CPU.")
+    sampler = None
+    if not splits.streamed:
+        sampler = DurationBatchSampler(
+            list(train_set["duration"]), recipe.max_batch_seconds, recipe.batch_size, seed=recipe.seed
+        )
+    hardware = resolve_hardware(recipe)
+    steps_per_epoch = sampler and optimizer_steps_per_epoch(len(sampler), recipe.grad_accum_steps, num_processes())
     args = TrainingArguments(
         **{
             "output_dir": str(run_dir / "checkpoints"),
-            "num_train_epochs": recipe.num_epochs,
-            "learning_rate": recipe.learning_rate,
-            "weight_decay": recipe.weight_decay,
-            "max_grad_norm": recipe.grad_clip,
-            "warmup_steps": recipe.warmup_steps,
-            "lr_scheduler_type": recipe.lr_scheduler,
-            "gradient_accumulation_steps": recipe.grad_accum_steps,
-            "fp16": recipe.use_amp and use_cuda,
-            "dataloader_num_workers": recipe.num_workers,
-            "dataloader_pin_memory": recipe.pin_memory and use_cuda,
-            "seed": recipe.seed,
+            **recipe_arguments(recipe),
+            **hardware.training_arguments(recipe),
+            "warmup_steps": warmup_steps(recipe, steps_per_epoch),
+            "lr_scheduler_type": trainer_scheduler_type(recipe.lr_scheduler),
             "eval_strategy": "epoch",
             "save_strategy": "epoch",
             "logging_strategy": "steps",
-            "logging_steps": recipe.logging_steps,
-            "save_total_limit": recipe.save_total_limit,
             "load_best_model_at_end": True,
             "metric_for_best_model": recipe.metric_for_best_model,
             "greater_is_better": False,
-            "report_to": "none",
+            "report_to": report_to(recipe.wandb),
+            "run_name": recipe.wandb.run_name,
             "remove_unused_columns": True,
             **recipe.training_args,
         }
     )
+    run_preflight(recipe, run_dir, splits.source, splits.manifest, num_params, hardware, sampler)
     summary = EpochSummary(run_dir / "model", recipe.metric_for_best_model)
-    callbacks: list[TrainerCallback] = [summary, TensorBoardCallback(tb_writer=SummaryWriter(str(run_dir / "logs")))]
+    writer = SummaryWriter(str(run_dir / "logs"))
+    resolved = {
+        "device": hardware.device,
+        "precision": hardware.precision,
+        "processes": args.world_size,
+        "warmup_steps": args.warmup_steps,
+        "steps_per_epoch": steps_per_epoch or "streamed",
+        "parameters": num_params,
+    }
+    callbacks: list[TrainerCallback] = [
+        summary,
+        TensorBoardCallback(tb_writer=writer),
+        HyperparametersToTensorBoard(writer, recipe, resolved),
+    ]
     if recipe.max_train_minutes:
         callbacks.append(WallClockLimit(recipe.max_train_minutes))
     if args.push_to_hub:  # the Trainer's own pushes during training leave out the model code files
@@ -309,17 +342,6 @@ def build_trainer(recipe: Recipe, dataset_dir: Path, run_dir: Path) -> tuple[CTC
     )
     if data.train_collator is not data.eval_collator:
         trainer.add_callback(CollatorEpoch(data.train_collator))
-    if splits.streamed:
-        return trainer, summary
-    sampler = DurationBatchSampler(
-        list(train_set["duration"]), recipe.max_batch_seconds, recipe.batch_size, seed=recipe.seed
-    )
-    logger.info(
-        "Batches: %d per epoch of at most %.0f s of audio; padding share %.1f%%.",
-        len(sampler),
-        recipe.max_batch_seconds,
-        100 * sampler.padding_share(),
-    )
     return trainer, summary
 
 
