@@ -69,15 +69,16 @@ class CTCTrainer(Trainer):
 
     def _loader(self, dataset, sampler: DurationBatchSampler | None, collator) -> DataLoader:
         """Keeps the columns the collator reads (``audio`` is no model argument, yet the collator needs it)."""
-        dataset = dataset.select_columns(list(collator.columns))
-        if sampler is None:  # a stream: BucketedStream yields whole batches
+        if sampler is None:  # a stream: BucketedStream packs rows by duration and yields whole batches
             dataset = BucketedStream(
-                dataset,
+                dataset.select_columns([*collator.columns, "duration"]),
                 self.recipe.max_batch_seconds,
                 self.recipe.batch_size,
                 self.recipe.stream_buffer_size,
                 seed=self.args.seed,
             )
+        else:
+            dataset = dataset.select_columns(list(collator.columns))
         loader = DataLoader(
             dataset,
             batch_sampler=sampler,
@@ -108,6 +109,10 @@ class CTCTrainer(Trainer):
             shuffle=False,
         )
         return self._loader(dataset, sampler, self.eval_data_collator)
+
+    def get_test_dataloader(self, test_dataset) -> DataLoader:
+        """``predict`` batches like evaluation (the Trainer's own loader would drop the ``audio`` column)."""
+        return self.get_eval_dataloader(test_dataset)
 
     def create_scheduler(self, num_training_steps: int, optimizer=None):
         """OneCycle and Noam (``lr_scheduler`` in the recipe) are ours; every other name is transformers'."""
