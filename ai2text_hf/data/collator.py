@@ -34,7 +34,7 @@ class CTCCollator:
     padding_value: float = 0.0
     label_pad_id: int = LABEL_PAD_ID
     #: Dataset columns this collator reads (the trainer keeps only these).
-    columns: ClassVar[tuple[str, ...]] = ("input_features", "labels")
+    columns: ClassVar[tuple[str, ...]] = ("id", "input_features", "labels")
 
     def __call__(self, items: Sequence[dict[str, Any]]) -> dict[str, torch.Tensor]:
         features = [torch.tensor(np.asarray(item["input_features"], dtype=np.float32)) for item in items]
@@ -47,6 +47,8 @@ class CTCCollator:
         }
         if "labels" in items[0]:
             batch["labels"] = pad_labels(items, self.label_pad_id)
+        if "id" in items[0]:  # the trainer's guard rails name utterances
+            batch["id"] = [str(item["id"]) for item in items]
         return batch
 
 
@@ -84,6 +86,8 @@ class AudioCTCCollator:
         )
         if "labels" in items[0]:
             batch["labels"] = pad_labels(items, self.label_pad_id)
+        if "id" in items[0]:  # the trainer's guard rails name utterances
+            batch["id"] = [str(item["id"]) for item in items]
         return batch
 
     def _augment(self, wave: np.ndarray, item: dict[str, Any]) -> np.ndarray:

@@ -142,9 +142,11 @@ class DurationBatchSampler(Sampler[list[int]]):
         """This epoch's batches over all processes, in order."""
         return self._global
 
-    def fingerprint(self) -> str:
-        """A digest of this epoch's global batches: a resumed run checks it finds the same batch order."""
-        return hashlib.sha256(repr(self._global).encode()).hexdigest()[:16]
+    def fingerprint(self, epoch: int | None = None) -> str:
+        """A digest of an epoch's global batches (default: the current one), stored with each checkpoint:
+        a resumed run checks that it rebuilds the same batch order."""
+        batches = self._global if epoch is None or epoch == self.epoch else self._build(epoch)
+        return hashlib.sha256(repr(batches).encode()).hexdigest()[:16]
 
     def padding_share(self) -> float:
         """Share of the padded audio in the current epoch's batches that is padding."""

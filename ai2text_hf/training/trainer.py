@@ -20,11 +20,11 @@ from pathlib import Path
 import datasets
 import numpy as np
 import torch
+from accelerate.data_loader import DataLoaderShard
 from torch.utils.data import DataLoader
 from torch.utils.tensorboard import SummaryWriter
-from transformers import PreTrainedModel, Trainer, TrainerCallback, TrainingArguments, set_seed
+from transformers import EarlyStoppingCallback, PreTrainedModel, TrainerCallback, TrainingArguments, set_seed
 from transformers.integrations import TensorBoardCallback
-from transformers.trainer_utils import get_last_checkpoint
 
 from ..data.sampler import DurationBatchSampler
 from ..data.streaming import BucketedStream
@@ -39,7 +39,10 @@ from .arguments import (
     resolve_hardware,
     warmup_steps,
 )
+from .checkpoints import CheckpointPlan, check_resume_position, remove_staging, resolve_resume
 from .datasets import CollatorEpoch, model_inputs, open_splits
+from .ema import EmaEvaluationMixin, EmaUpdate, WeightEMA
+from .guards import BlankPredictionGuard, GuardedCTCLossMixin, OverfittingGuard
 from .init import initial_model
 from .preflight import check_paths, run_preflight
 from .recipe import Recipe, save_recipe
@@ -57,8 +60,9 @@ class TrainResult:
     train_seconds: float
 
 
-class CTCTrainer(Trainer):
-    """``Trainer`` with duration-bucketed batches and greedy CTC decoding for evaluation."""
+class CTCTrainer(EmaEvaluationMixin, GuardedCTCLossMixin):
+    """``Trainer`` with duration-bucketed batches and greedy CTC decoding for evaluation; per-utterance CTC
+    losses with guard rails (guards.py), atomic checkpoints (checkpoints.py) and EMA weights (ema.py)."""
 
     def __init__(self, *args, recipe: Recipe, eval_data_collator=None, **kwargs):
         super().__init__(*args, **kwargs)
@@ -87,6 +91,17 @@ class CTCTrainer(Trainer):
             num_workers=self.args.dataloader_num_workers,
             pin_memory=self.args.dataloader_pin_memory,
         )
+        if sampler is not None and sampler.num_replicas > 1:
+            # The sampler already gives this process its share of the global batches: accelerate must not
+            # shard again. DataLoaderShard (unsharded) still forwards set_epoch and places batches on the device.
+            return DataLoaderShard(
+                dataset,
+                device=self.args.device,
+                batch_sampler=sampler,
+                collate_fn=collator,
+                num_workers=loader.num_workers,
+                pin_memory=loader.pin_memory,
+            )
         return self.accelerator.prepare(loader)
 
     def get_train_dataloader(self) -> DataLoader:
@@ -98,6 +113,8 @@ class CTCTrainer(Trainer):
             max_batch_size=self.recipe.batch_size,
             shuffle=True,
             seed=self.args.seed,
+            num_replicas=self.args.world_size,
+            rank=self.args.process_index,
         )
         return self._loader(self.train_dataset, self.train_sampler, self.data_collator)
 
@@ -175,6 +192,16 @@ class EpochSummary(TrainerCallback):
         self.best_metrics: dict[str, float] = {}
         self.last_train_loss: float | None = None
 
+    def on_train_begin(self, args, state, control, **kwargs):
+        """A resumed run's best so far is in the checkpoint's log history."""
+        key = f"eval_{self.metric}"
+        for entry in state.log_history:
+            if key in entry and (self.best is None or entry[key] < self.best):
+                self.best = entry[key]
+                self.best_metrics = {
+                    k.removeprefix("eval_"): float(v) for k, v in entry.items() if k.startswith("eval_")
+                }
+
     def on_epoch_begin(self, args, state, control, **kwargs):
         self.epoch_start = time.monotonic()
 
@@ -189,6 +216,7 @@ class EpochSummary(TrainerCallback):
         if improved:
             self.best = value
             self.best_metrics = {k.removeprefix("eval_"): float(v) for k, v in metrics.items()}
+        ema = f"├── Val CER (EMA weights): {100 * metrics['eval_ema_cer']:.1f}%" if "eval_ema_cer" in metrics else None
         lr = next((h["learning_rate"] for h in reversed(state.log_history) if "learning_rate" in h), float("nan"))
         elapsed = time.monotonic() - self.epoch_start
         train_loss = f"{self.last_train_loss:.3f}" if self.last_train_loss is not None else "n/a"
@@ -198,6 +226,7 @@ class EpochSummary(TrainerCallback):
             f"├── Val Loss: {metrics.get('eval_loss', float('nan')):.3f}",
             f"├── Val WER: {100 * metrics.get('eval_wer', float('nan')):.1f}%",
             f"├── Val CER: {100 * metrics.get('eval_cer', float('nan')):.1f}%",
+            *([ema] if ema else []),
             f"├── Learning Rate: {lr:.2e}",
             f"└── Time: {int(elapsed // 60)}m {int(elapsed % 60)}s",
         ]
@@ -235,7 +264,9 @@ def _compute_metrics_fn(tokenizer: AI2TextTokenizer, tone_placement: str):
         label_ids = np.where(prediction.label_ids < 0, tokenizer.pad_token_id, prediction.label_ids)
         hypotheses = tokenizer.batch_decode(pred_ids)
         references = tokenizer.batch_decode(label_ids, group_tokens=False)
-        return error_rates(references, hypotheses, tone_placement)
+        # empty_share feeds the all-blank guard (guards.BlankPredictionGuard).
+        empty_share = float(np.mean([not h.strip() for h in hypotheses])) if hypotheses else 0.0
+        return {**error_rates(references, hypotheses, tone_placement), "empty_share": empty_share}
 
     return compute_metrics
 
@@ -299,6 +330,7 @@ def build_trainer(recipe: Recipe, dataset_dir: Path, run_dir: Path) -> tuple[CTC
             "output_dir": str(run_dir / "checkpoints"),
             **recipe_arguments(recipe),
             **hardware.training_arguments(recipe),
+            "save_total_limit": None,  # CTCTrainer rotates, never deleting the best or the save_every checkpoints
             "warmup_steps": warmup_steps(recipe, steps_per_epoch),
             "lr_scheduler_type": trainer_scheduler_type(recipe.lr_scheduler),
             "eval_strategy": "epoch",
@@ -331,6 +363,10 @@ def build_trainer(recipe: Recipe, dataset_dir: Path, run_dir: Path) -> tuple[CTC
     ]
     if recipe.max_train_minutes:
         callbacks.append(WallClockLimit(recipe.max_train_minutes))
+    callbacks += [CheckpointPlan(recipe.validate_every, recipe.save_every), BlankPredictionGuard(), OverfittingGuard()]
+    if recipe.early_stopping.enabled:
+        stopping = recipe.early_stopping
+        callbacks.append(EarlyStoppingCallback(stopping.patience, early_stopping_threshold=stopping.min_delta))
     if args.push_to_hub:  # the Trainer's own pushes during training leave out the model code files
         callbacks.append(CompleteHubPushCallback(recipe=run_dir / "recipe.yaml"))
     trainer = CTCTrainer(
@@ -345,6 +381,10 @@ def build_trainer(recipe: Recipe, dataset_dir: Path, run_dir: Path) -> tuple[CTC
         callbacks=callbacks,
         recipe=recipe,
     )
+    trainer.checkpoint_limit, trainer.save_every = recipe.save_total_limit, recipe.save_every
+    if recipe.ema.enabled:
+        trainer.ema = WeightEMA(trainer.model, recipe.ema.decay)
+        trainer.add_callback(EmaUpdate(trainer.ema))
     if data.train_collator is not data.eval_collator:
         trainer.add_callback(CollatorEpoch(data.train_collator))
     return trainer, summary
@@ -353,15 +393,24 @@ def build_trainer(recipe: Recipe, dataset_dir: Path, run_dir: Path) -> tuple[CTC
 def _train(recipe: Recipe, dataset_dir: Path, run_dir: Path, model_dir: Path, resume: str | None) -> TrainResult:
     trainer, summary = build_trainer(recipe, dataset_dir, run_dir)
     processor = trainer.processing_class
-    if resume == "latest":
-        resume = get_last_checkpoint(str(run_dir / "checkpoints"))
-        if resume is None:
-            raise ValueError(f"--resume latest: no checkpoint in {run_dir / 'checkpoints'} to resume from.")
+    if trainer.args.should_save:
+        remove_staging(trainer.args.output_dir)
+    resume = resolve_resume(resume, trainer.args.output_dir)
+    if resume is not None:
+        trainer.get_train_dataloader()  # builds the sampler the resumed run will use
+        if trainer.train_sampler is not None:
+            check_resume_position(resume, trainer.train_sampler, trainer.args.gradient_accumulation_steps)
+        if trainer.ema is not None and not trainer.ema.load_state(resume):
+            logger.warning("%s holds no EMA state: the EMA restarts from the resumed weights.", resume)
     start = time.monotonic()
     trainer.train(resume_from_checkpoint=resume)
     train_seconds = time.monotonic() - start
     trainer.save_model(str(model_dir))
     processor.save_pretrained(str(model_dir))
+    if trainer.ema is not None and trainer.args.should_save:
+        trainer.ema.model.save_pretrained(str(run_dir / "model-ema"))
+        processor.save_pretrained(str(run_dir / "model-ema"))
+        logger.info("Saved EMA weights to: %s", run_dir / "model-ema")
     best = summary.best_metrics or {
         k.removeprefix("eval_"): v for k, v in trainer.evaluate().items() if isinstance(v, (int, float))
     }
