@@ -24,11 +24,13 @@ MAX_AUDIO_SECONDS = 20.0
 
 @pytest.fixture(scope="module")
 def models_dir(trained_model: TrainedModel, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A models folder like runs/: two runs of the fixture model and a folder that holds no model."""
+    """A models folder like runs/: two runs of the fixture model, a broken one and a folder without a model."""
     root = tmp_path_factory.mktemp("runs")
     for name in ("tiny", "spare"):
         (root / name).mkdir()
         (root / name / "model").symlink_to(trained_model.model_dir, target_is_directory=True)
+    (root / "broken" / "model").mkdir(parents=True)
+    (root / "broken" / "model" / "config.json").write_text("{", encoding="utf-8")
     (root / "notes").mkdir()
     return root
 
@@ -112,7 +114,7 @@ def test_health_and_models_list_the_models_folder(client: httpx.Client) -> None:
     listing = client.get("/models").json()
     assert listing["default"] == "tiny"
     loaded = {m["name"]: m["loaded"] for m in listing["models"]}
-    assert loaded["tiny"] is True and loaded["spare"] is False
+    assert loaded["tiny"] is True and loaded["spare"] is False and loaded["broken"] is False
     assert "notes" not in loaded
 
 
@@ -130,7 +132,11 @@ def test_models_load_and_unload_by_name(client: httpx.Client, wavs: list[Path]) 
 @pytest.mark.parametrize("name", ["../tiny/model", "/tmp", "notes", "nope"])
 def test_models_load_takes_only_names_in_the_models_folder(client: httpx.Client, name: str) -> None:
     detail = _detail(client.post("/models/load", json={"name": name}), 404)
-    assert "Available: spare, tiny" in detail
+    assert "Available: broken, spare, tiny" in detail
+
+
+def test_models_load_of_a_broken_folder_is_422(client: httpx.Client) -> None:
+    assert "Cannot load model 'broken'" in _detail(client.post("/models/load", json={"name": "broken"}), 422)
 
 
 def test_unknown_model_is_404(client: httpx.Client, wavs: list[Path]) -> None:

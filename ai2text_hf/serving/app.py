@@ -21,7 +21,7 @@ from fastapi.responses import HTMLResponse, JSONResponse
 from pydantic import BaseModel, Field
 
 from .batching import BatchSettings, QueueFullError, WorkerClosedError
-from .registry import ModelRegistry, UnknownModelError
+from .registry import ModelLoadError, ModelRegistry, UnknownModelError
 from .uploads import check_content_type, decode_upload, read_upload
 
 #: Room for the multipart framing and the text fields on top of the audio in a request's Content-Length.
@@ -135,6 +135,10 @@ def create_app(model: str | Path | None = None, settings: ServeSettings | None =
     @app.exception_handler(UnknownModelError)
     async def _unknown_model(_: Request, error: UnknownModelError) -> JSONResponse:
         return JSONResponse({"detail": str(error)}, status_code=404)
+
+    @app.exception_handler(ModelLoadError)
+    async def _unloadable(_: Request, error: ModelLoadError) -> JSONResponse:
+        return JSONResponse({"detail": str(error)}, status_code=422)
 
     @app.exception_handler(WorkerClosedError)
     async def _unloaded(_: Request, error: WorkerClosedError) -> JSONResponse:

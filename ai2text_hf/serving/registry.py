@@ -25,6 +25,10 @@ class UnknownModelError(LookupError):
     """A model name that is not loaded (or, for loading, not in the models folder); the message says which are."""
 
 
+class ModelLoadError(ValueError):
+    """A model folder that exists but cannot be loaded (broken config or weights)."""
+
+
 def model_name(model_dir: Path) -> str:
     """``runs/<name>/model`` is called ``<name>``; any other folder by its own name (links are not followed)."""
     model_dir = Path(os.path.abspath(model_dir))
@@ -131,7 +135,10 @@ class ModelRegistry:
             return self._load(name, available[name])
 
     def _load(self, name: str, path: Path) -> LoadedModel:
-        loaded = LoadedModel(name, path, self.batching, self.device)
+        try:
+            loaded = LoadedModel(name, path, self.batching, self.device)
+        except Exception as error:  # whatever a broken folder makes transformers raise, as one clear error
+            raise ModelLoadError(f"Cannot load model {name!r} from {path}: {error}") from error
         self._loaded[name] = loaded
         return loaded
 
