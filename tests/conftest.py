@@ -175,3 +175,19 @@ def trained_model() -> TrainedModel:
         run_dir=root / "run",
         build_seconds=seconds,
     )
+
+
+@pytest.fixture(scope="session")
+def small_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """22 train and 4 val espeak-ng utterances with log-mel features: a few steps per epoch, for tests that
+    train several short runs (resume, distributed, checkpoints, guards) without the cached model's corpus."""
+    if shutil.which("espeak-ng") is None:
+        pytest.skip("espeak-ng is not installed: the corpus is synthesised with it")
+    from ai2text_hf.data.prepare import prepare_dataset
+    from ai2text_hf.data.synth import SynthConfig, default_sentences_path, synthesize_corpus
+
+    root = tmp_path_factory.mktemp("small")
+    config = SynthConfig(max_sentences=27, val_sentences=4, test_sentences=1, train_renditions=1, seed=5, workers=1)
+    metadata = synthesize_corpus(default_sentences_path(), root / "corpus", config, progress=False)
+    prepare_dataset(metadata, root / "dataset", progress=False)
+    return root / "dataset"
