@@ -175,18 +175,82 @@ def _add_doctor(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--output", help="CSV of all scores (default runs/<name>/eval/doctor/<dataset>.csv).")
 
 
+def _recipe_keys_help() -> str:
+    """Every recipe key with its default, for the --help of train and tune (the defaults live in Recipe)."""
+    from .training.recipe import Recipe
+
+    lines = ["recipe keys (override any as --key value, sections as --section.key value; defaults shown):"]
+    for key, value in Recipe().to_dict().items():
+        if isinstance(value, dict) and key != "training_args":
+            value = ", ".join(f"{k}={v}" for k, v in value.items())
+            lines.append(f"  --{key}.KEY   {value}")
+        elif key != "training_args":
+            lines.append(f"  --{key} ({value})")
+    lines.append(
+        "  ...and any transformers.TrainingArguments field (e.g. --max_steps 1000, --disable_tqdm). "
+        "A true/false key alone (--reset-head) means true. Precedence: command line > recipe > defaults."
+    )
+    return "\n".join(lines)
+
+
+def _add_recipe_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--recipe",
+        "--config",
+        help="YAML recipe (e.g. recipes/demo-cpu.yaml, recipes/conformer-medium.yaml); --config is the guide's "
+        "name for it. Without it, built-in defaults.",
+    )
+    p.add_argument(
+        "--dataset", help="Prepared dataset folder (from `ai2text prepare`), or a metadata CSV to stream. "
+        "Overrides the recipe's."
+    )
+    p.add_argument(
+        "--output-dir", help="Run folder, e.g. runs/demo (the guide's --checkpoint_dir). Overrides the recipe's."
+    )
+
+
 def _add_train(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "train",
         help="Train a CTC model with the Hugging Face Trainer from a YAML recipe.",
         description="Train on a prepared dataset. Any recipe key can be overridden as --key value "
-        "(e.g. --learning_rate 5e-4 --num_epochs 3); see recipes/*.yaml and ai2text_hf/training/recipe.py "
-        "for every key. Writes runs/<name>/{model,checkpoints,logs,recipe.yaml}.",
+        "(e.g. --learning_rate 5e-4 --num_epochs 3 --augmentation.prob 0.3). A preflight checks the dataset, "
+        "the output folder, free disk, device and precision before the first step. Writes "
+        "runs/<name>/{model,checkpoints,logs,recipe.yaml}. Under `accelerate launch --config_file "
+        "accelerate_configs/X.yaml scripts/train.py ...` the launcher's mixed precision wins over the recipe's.",
+        epilog=_recipe_keys_help(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--recipe", help="YAML recipe (e.g. recipes/demo-cpu.yaml). Without it, built-in defaults.")
-    p.add_argument("--dataset", help="Prepared dataset folder (from `ai2text prepare`). Overrides the recipe's.")
-    p.add_argument("--output-dir", help="Run folder, e.g. runs/demo. Overrides the recipe's.")
-    p.add_argument("--resume", help="Resume from a checkpoint folder, or 'latest' for the newest in the run.")
+    _add_recipe_options(p)
+    p.add_argument(
+        "--resume",
+        metavar="PATH|latest",
+        help="Resume from a checkpoint folder, or 'latest' for the newest in the run's checkpoints/.",
+    )
+    p.add_argument(
+        "--multi_gpu",
+        "--multi-gpu",
+        action="store_true",
+        help="The guide's flag. Several GPUs take a launcher: `accelerate launch --config_file "
+        "accelerate_configs/multi-gpu.yaml scripts/train.py ...` or `torchrun --nproc_per_node N "
+        "scripts/train.py ...`; alone it only prints this and trains with the processes it has.",
+    )
+
+
+def _add_tune(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "tune",
+        help="Search hyperparameters with Optuna (Trainer.hyperparameter_search).",
+        description="Train --n-trials models with values drawn from the recipe's tune.search_space (e.g. "
+        "learning_rate: {type: float, low: 1.0e-4, high: 3.0e-3, log: true}; types float, int, categorical) and "
+        "score each by metric_for_best_model on the val split. Writes runs/<name>/best-recipe.yaml (a complete "
+        "recipe for `ai2text train --recipe`), trials.json and optuna.db (running again continues the study). "
+        "Needs `pip install ai2text-hf[tune]`.",
+        epilog=_recipe_keys_help(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    _add_recipe_options(p)
+    p.add_argument("--n-trials", type=int, help="Trials to run (default: the recipe's tune.n_trials).")
 
 
 def _add_decoding_options(p: argparse.ArgumentParser) -> None:
@@ -388,6 +452,7 @@ def build_parser() -> argparse.ArgumentParser:
         _add_prepare,
         _add_stats,
         _add_train,
+        _add_tune,
         _add_evaluate,
         _add_doctor,
         _add_transcribe,
@@ -494,9 +559,24 @@ def _run_train(args: argparse.Namespace, extra: list[str]) -> None:
     from .training.recipe import load_recipe, parse_overrides
     from .training.trainer import train
 
+    if args.multi_gpu:
+        print(
+            "--multi_gpu: training on several GPUs takes a launcher, e.g. `accelerate launch --config_file "
+            "accelerate_configs/multi-gpu.yaml scripts/train.py ...` or `torchrun --nproc_per_node N "
+            f"scripts/train.py ...`. Continuing with {os.environ.get('WORLD_SIZE', 1)} process(es).",
+            file=sys.stderr,
+        )
     recipe = load_recipe(args.recipe, parse_overrides(extra))
     result = train(recipe, dataset_dir=args.dataset, output_dir=args.output_dir, resume=args.resume)
     print(f"Model: {result.model_dir}")
+
+
+def _run_tune(args: argparse.Namespace, extra: list[str]) -> None:
+    from .training.recipe import load_recipe, parse_overrides
+    from .training.tune import tune
+
+    result = tune(load_recipe(args.recipe, parse_overrides(extra)), args.dataset, args.output_dir, args.n_trials)
+    print(f"Best: {result.best_params} ({result.best_value:.4f}). Recipe: {result.recipe_path}")
 
 
 def _decoding_options(args: argparse.Namespace) -> DecodingOptions:
@@ -613,12 +693,12 @@ def _run_serve(args: argparse.Namespace) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
-    if extra and args.command != "train":
+    if extra and args.command not in ("train", "tune"):
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     try:
-        if args.command == "train":
-            _run_train(args, extra)
+        if args.command in ("train", "tune"):
+            {"train": _run_train, "tune": _run_tune}[args.command](args, extra)
         else:
             {
                 "synth": _run_synth,

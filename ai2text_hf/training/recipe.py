@@ -73,7 +73,7 @@ class Tune:
 
 # Recipe keys that are mappings of their own, and the guide's old names for our keys.
 _SECTIONS = {"augmentation": Augmentation, "early_stopping": EarlyStopping, "ema": Ema, "wandb": Wandb, "tune": Tune}
-_ALIASES = {"checkpoint_dir": "output_dir", "database_path": "dataset"}
+_ALIASES = {"checkpoint_dir": "output_dir", "database_path": "dataset", "pretrained_model": "init_from"}
 
 
 @dataclass
