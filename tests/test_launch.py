@@ -93,17 +93,34 @@ def test_launcher_precision_reaches_the_run_and_beats_the_recipe(name: str) -> N
 
 @pytest.mark.slow
 def test_accelerate_launch_cpu_config_trains(trained_model: TrainedModel, tmp_path: Path) -> None:
-    """A real `accelerate launch` of scripts/train.py: a few steps, the launcher's precision wins and says so."""
+    """A real `accelerate launch` of scripts/train.py with the guide's flags: a few steps; the launcher's precision
+    wins and says so."""
     run = tmp_path / "run"
     command = [
         sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(CONFIGS / "cpu.yaml"),
-        str(REPO / "scripts" / "train.py"), "--recipe", str(TINY_RECIPE), "--dataset", str(trained_model.dataset_dir),
-        "--output-dir", str(run), "--num_epochs", "1", "--max_steps", "3", "--use-amp", "--disable_tqdm",
+        str(REPO / "scripts" / "train.py"), "--config", str(TINY_RECIPE), "--dataset", str(trained_model.dataset_dir),
+        "--checkpoint_dir", str(run), "--num_epochs", "1", "--max_steps", "3", "--use-amp", "--disable_tqdm",
+        "--multi_gpu",
     ]  # fmt: skip
     environment = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
     result = subprocess.run(command, cwd=REPO, env=environment, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
+    assert "--multi_gpu: training on several GPUs takes a launcher" in result.stderr
     log = (run / "logs" / "training.log").read_text(encoding="utf-8")
     assert "accelerate launch sets mixed precision 'no' but the recipe asks for 'fp16'" in log
     assert "Preflight: device CPU, mixed precision off" in log
     assert (run / "model" / "config.json").is_file()
+
+
+def test_the_guides_flags_map_onto_recipe_keys() -> None:
+    from ai2text_hf.cli import build_parser
+    from ai2text_hf.training.recipe import parse_overrides
+
+    guide = ["--config", str(TINY_RECIPE), "--num_epochs", "3", "--batch_size", "8", "--learning_rate", "1e-3",
+             "--checkpoint_dir", "runs/x", "--resume", "latest", "--pretrained_model", "runs/demo/model",
+             "--d_model", "64", "--multi_gpu"]  # fmt: skip
+    args, extra = build_parser().parse_known_args(["train", *guide])
+    assert (args.recipe, args.resume, args.multi_gpu) == (str(TINY_RECIPE), "latest", True)
+    recipe = load_recipe(args.recipe, parse_overrides(extra))
+    assert (recipe.num_epochs, recipe.batch_size, recipe.learning_rate, recipe.d_model) == (3, 8, 1e-3, 64)
+    assert (recipe.output_dir, recipe.init_from) == ("runs/x", "runs/demo/model")

@@ -1,0 +1,140 @@
+"""Training throughput and padding: our duration buckets against the Trainer's own length grouping.
+
+Both runs train the same recipe (the demo's by default), the same model from the same seed, on the same
+prepared data, for the same number of optimizer steps, one after the other in this process:
+
+- ``duration buckets``: ``DurationBatchSampler`` — batches of at most ``max_batch_seconds`` of padded audio;
+- ``group_by_length``: ``TrainingArguments(train_sampling_strategy="group_by_length")`` — the Trainer's
+  ``LengthGroupedSampler`` over the ``duration`` column, with a fixed batch size equal to our mean
+  utterances per batch (so both average the same audio per step).
+
+Reported: real audio-seconds trained per wall-clock second (evaluation and saving off), padding share of the
+padded frames the model computed on, and the largest padded batch (what decides memory).
+
+    .venv/bin/python -m benchmarks.bench_train [--dataset data/processed/demo] [--max-steps 60]
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+from pathlib import Path
+
+import numpy as np
+from torch.utils.data import DataLoader
+from transformers import Trainer
+
+from ai2text_hf.data.prepare import load_prepared
+from ai2text_hf.data.sampler import DurationBatchSampler
+from ai2text_hf.training.recipe import Recipe, load_recipe
+from ai2text_hf.training.trainer import CTCTrainer, build_trainer
+
+from .common import REPO, print_table
+
+
+class RecordingCollator:
+    """Wraps the training collator and counts real and padded frames of every batch it builds."""
+
+    def __init__(self, collator, seconds_per_frame: float):
+        self.collator = collator
+        self.columns = collator.columns
+        self.seconds_per_frame = seconds_per_frame
+        self.real_frames = 0
+        self.padded_frames = 0
+        self.largest_batch_seconds = 0.0
+
+    def __call__(self, rows):
+        batch = self.collator(rows)
+        mask = batch["attention_mask"]
+        self.real_frames += int(mask.sum())
+        self.padded_frames += mask.numel()
+        self.largest_batch_seconds = max(self.largest_batch_seconds, mask.numel() * self.seconds_per_frame)
+        return batch
+
+    @property
+    def padding_share(self) -> float:
+        return 1 - self.real_frames / max(1, self.padded_frames)
+
+
+def length_grouped_loader(trainer: CTCTrainer) -> DataLoader:
+    """The Trainer's own sampler (``train_sampling_strategy="group_by_length"``) over our collator."""
+    sampler = Trainer._get_train_sampler(trainer, trainer.train_dataset)
+    loader = DataLoader(
+        trainer.train_dataset.select_columns(list(trainer.data_collator.columns)),
+        batch_size=trainer.args.per_device_train_batch_size,
+        sampler=sampler,
+        collate_fn=trainer.data_collator,
+        drop_last=False,
+    )
+    return trainer.accelerator.prepare(loader)
+
+
+def measure(recipe: Recipe, dataset: Path, work: Path, grouping: str, batch_size: int) -> dict[str, float]:
+    overrides = {
+        **recipe.to_dict(),
+        "max_train_minutes": None,
+        "eval_strategy": "no",
+        "save_strategy": "no",
+        "load_best_model_at_end": False,
+        "disable_tqdm": True,
+    }
+    if grouping == "group_by_length":
+        overrides.update(
+            train_sampling_strategy="group_by_length",
+            length_column_name="duration",
+            per_device_train_batch_size=batch_size,
+        )
+    trainer, _ = build_trainer(load_recipe(None, overrides), dataset, work / grouping)
+    seconds_per_frame = recipe.hop_length / recipe.sample_rate
+    recorder = RecordingCollator(trainer.data_collator, seconds_per_frame)
+    trainer.data_collator = recorder
+    if grouping == "group_by_length":
+        trainer.get_train_dataloader = lambda: length_grouped_loader(trainer)
+    output = trainer.train()
+    runtime = output.metrics["train_runtime"]
+    return {
+        "audio_seconds_per_second": recorder.real_frames * seconds_per_frame / runtime,
+        "padding_share": recorder.padding_share,
+        "largest_batch_seconds": recorder.largest_batch_seconds,
+        "steps": output.global_step,
+        "runtime": runtime,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--dataset", default=str(REPO / "data" / "processed" / "demo"), help="prepared dataset")
+    parser.add_argument("--recipe", default=str(REPO / "recipes" / "demo-cpu.yaml"))
+    parser.add_argument("--max-steps", type=int, default=60, help="optimizer steps per run")
+    args = parser.parse_args()
+    dataset = Path(args.dataset)
+    if not (dataset / "manifest.json").is_file():
+        raise SystemExit(f"{dataset} is not a prepared dataset: run `make demo` (or ai2text prepare) first.")
+    recipe = load_recipe(args.recipe, {"max_steps": args.max_steps})
+    durations = np.asarray(load_prepared(dataset)["train"]["duration"])
+    ours = DurationBatchSampler(durations, recipe.max_batch_seconds, recipe.batch_size, seed=recipe.seed)
+    batch_size = max(1, round(len(durations) / len(ours)))
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="bench-train-") as work:
+        for grouping in ("duration buckets", "group_by_length"):
+            result = measure(recipe, dataset, Path(work), grouping, batch_size)
+            rows.append(
+                (
+                    grouping,
+                    f"{result['steps']}",
+                    f"{result['audio_seconds_per_second']:.1f}",
+                    f"{100 * result['padding_share']:.1f} %",
+                    f"{result['largest_batch_seconds']:.0f}",
+                    f"{result['runtime']:.1f}",
+                )
+            )
+    print_table(
+        f"Training throughput, {Path(args.recipe).name} on {dataset.name} ({len(durations)} train utterances; "
+        f"group_by_length batch size {batch_size} = our mean utterances per batch)",
+        rows,
+        ("batching", "steps", "audio-s / s", "padding", "largest padded batch (s)", "train time (s)"),
+    )
+
+
+if __name__ == "__main__":
+    main()
