@@ -1,0 +1,320 @@
+"""The documentation is executable: a command that changes in the code and not in the docs fails here.
+
+Fenced blocks carry a mark after the language (```` ```bash runnable ````):
+
+- ``runnable``: executed, in document order, in one scratch folder laid out like a clone (``recipes/``,
+  ``accelerate_configs/`` and ``scripts/`` linked in), after the explicit SUBSTITUTIONS below shrink
+  corpus sizes and epochs (slow test);
+- ``gpu`` / ``hub``: need a GPU or the Hugging Face Hub, so only checked: every ``ai2text`` command line
+  parses with :func:`build_parser` and its recipe overrides are real keys; Python compiles;
+- ``manual``: long-running or interactive (a TensorBoard server, ``wandb login``); checked like ``gpu``;
+- ``yaml recipe``: loaded with :func:`load_recipe`, so a renamed key fails; the guide's
+  ``yaml recipe reference`` block must list every recipe key with its default.
+
+Fast tests check every command, block and key; ``test_docs_run_as_written`` (slow) executes them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import yaml
+from conftest import REPO, TrainedModel
+
+from ai2text_hf.cli import build_parser
+from ai2text_hf.training.recipe import Recipe, RecipeError, load_recipe, parse_overrides
+
+GUIDE = REPO / "docs" / "training-guide.md"
+# Executed in this order, in one scratch folder: the README's example uses the guide's corpus.
+DOCS = [GUIDE, REPO / "docs" / "recipes.md", REPO / "README.md"]
+MARKS = {"runnable", "gpu", "hub", "manual"}
+SHELLS = {"bash", "sh", "shell"}
+# Subcommands that take recipe keys as --key value.
+RECIPE_COMMANDS = {"train", "tune"}
+# Folders of the clone the docs refer to by relative path; linked (read-only) into the scratch folder.
+CLONE_FOLDERS = ["recipes", "accelerate_configs", "scripts"]
+
+# What the slow test runs instead of what the docs say: sizes and epochs only, so the whole guide runs in
+# minutes on 2 CPU cores. Every entry must be used (test_every_substitution_is_used).
+SUBSTITUTIONS = {
+    # 40 sentences, one voice each, instead of the 7 000-sentence demo corpus
+    "ai2text synth --output data/demo": "ai2text synth --output data/demo --max-sentences 40 --val-sentences 4 "
+    "--test-sentences 6 --train-renditions 1",
+    # one epoch instead of the recipe's
+    "--recipe recipes/demo-cpu.yaml": "--recipe recipes/demo-cpu.yaml --num_epochs 1",
+    "--recipe recipes/cpu-weak.yaml": "--recipe recipes/cpu-weak.yaml --num_epochs 1",
+    "--num_epochs 20": "--num_epochs 2",  # two checkpoints, for `ai2text average`
+    # a trained model (the session's `trained_model` fixture, copied) where the docs use the demo model
+    "runs/demo/model": "runs/trained/model",
+    "runs/demo/eval": "runs/trained/eval",
+}
+
+
+@dataclass(frozen=True)
+class Block:
+    doc: Path
+    line: int  # of the opening fence, 1-based
+    language: str
+    marks: frozenset[str]
+    text: str
+
+    def __str__(self) -> str:
+        return f"{self.doc.relative_to(REPO)}:{self.line}"
+
+
+_FENCE = re.compile(r"^```(\S*)[ \t]*(.*)$")
+
+
+def read_blocks(doc: Path) -> list[Block]:
+    blocks, current, start, body = [], None, 0, []
+    for number, line in enumerate(doc.read_text(encoding="utf-8").splitlines(), 1):
+        fence = _FENCE.match(line)
+        if current is None and fence:
+            current, start, body = fence, number, []
+        elif current is not None and line.startswith("```"):
+            blocks.append(Block(doc, start, current[1], frozenset(current[2].split()), "\n".join(body) + "\n"))
+            current = None
+        elif current is not None:
+            body.append(line)
+    assert current is None, f"{doc}:{start}: unclosed code fence"
+    return blocks
+
+
+def all_blocks() -> list[Block]:
+    return [block for doc in DOCS for block in read_blocks(doc)]
+
+
+def command_lines(block: Block) -> list[list[str]]:
+    """Each ``ai2text ...`` (or ``scripts/train.py ...``) invocation in a shell block, as argv after the program."""
+    logical = re.sub(r"\\\n", " ", block.text)
+    commands = []
+    for line in logical.splitlines():
+        tokens = shlex.split(line, comments=True)
+        current: list[str] | None = None
+        for token in tokens + [";"]:
+            if token in {"&&", "||", ";", "|", "&"} or token.endswith(";"):
+                if current is not None:
+                    commands.append(current)
+                current = None
+            elif current is not None:
+                current.append(token)
+            elif token == "ai2text":
+                current = []
+            elif token.endswith("scripts/train.py"):
+                current = ["train"]
+    return commands
+
+
+def _subcommands(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser] | None:
+    actions = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    return actions[0].choices if actions else None
+
+
+def check_command(argv: list[str]) -> str | None:
+    """Why ``ai2text <argv>`` would be refused, or None: unknown subcommands, options and recipe keys fail."""
+    stderr = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(stderr), contextlib.redirect_stdout(io.StringIO()):
+            args, extra = build_parser().parse_known_args(argv)
+    except SystemExit as exit_:
+        return None if exit_.code == 0 else stderr.getvalue().strip().splitlines()[-1]
+    if args.command not in RECIPE_COMMANDS:
+        return f"unrecognized arguments: {' '.join(extra)}" if extra else None
+    # Shipped recipes must exist; a recipe the reader writes (outside recipes/) is not checked here.
+    recipe = REPO / args.recipe if args.recipe and args.recipe.startswith("recipes/") else None
+    try:
+        load_recipe(recipe, parse_overrides(extra))
+    except RecipeError as error:
+        return str(error)
+    return None
+
+
+def _recipe_key_problem(key: str) -> str | None:
+    """Why ``--key`` is not a recipe override (a Recipe key, ``section.key`` or TrainingArguments field)."""
+    defaults = Recipe().to_dict()
+    section, _, sub = key.partition(".")
+    value = defaults[section].get(sub, 1) if sub and isinstance(defaults.get(section), dict) else defaults.get(key, 1)
+    try:
+        load_recipe(None, {key: value})
+    except RecipeError as error:
+        return str(error)
+    return None
+
+
+def check_option_names(argv: list[str]) -> str | None:
+    """For command fragments in prose: the subcommand and every ``--option`` exist (values are not needed)."""
+    parser, rest = build_parser(), list(argv)
+    while (choices := _subcommands(parser)) is not None:
+        if not rest or rest[0] not in choices:
+            return f"{parser.prog}: not a subcommand: {rest[:1]}"
+        parser = choices[rest.pop(0)]
+    known = {option for action in parser._actions for option in action.option_strings}
+    for token in rest:
+        name = token.split("=", 1)[0]
+        if not name.startswith("--") or name in known:
+            continue
+        recipe_command = parser.prog.split()[-1] in RECIPE_COMMANDS
+        problem = _recipe_key_problem(name[2:].replace("-", "_")) if recipe_command else "unknown"
+        if problem:
+            return f"{parser.prog} {name}: {problem}"
+    return None
+
+
+# ---------------------------------------------------------------------------------------------- fast checks
+
+
+def test_docs_exist_and_every_shell_and_python_block_is_marked() -> None:
+    for doc in DOCS:
+        assert doc.is_file(), f"{doc} is missing"
+    unmarked = [
+        str(b) for b in all_blocks() if b.language in SHELLS | {"python"} and len(b.marks & MARKS) != 1
+    ]
+    assert not unmarked, f"blocks without exactly one of {sorted(MARKS)}: {unmarked}"
+
+
+def test_every_ai2text_command_in_the_docs_parses() -> None:
+    failures, seen = [], 0
+    for block in all_blocks():
+        if block.language not in SHELLS:
+            continue
+        for argv in command_lines(block):
+            seen += 1
+            problem = check_command(argv)
+            if problem:
+                failures.append(f"{block}: ai2text {shlex.join(argv)}\n    -> {problem}")
+    assert seen > 20
+    assert not failures, "\n".join(failures)
+
+
+def test_every_ai2text_command_in_the_prose_names_real_options() -> None:
+    failures = []
+    for doc in DOCS:
+        prose = re.sub(r"^```.*?^```", "", doc.read_text(encoding="utf-8"), flags=re.S | re.M)
+        for span in re.findall(r"`ai2text ([^`]+)`", prose):
+            problem = check_option_names(shlex.split(span))
+            if problem:
+                failures.append(f"{doc.name}: `ai2text {span}` -> {problem}")
+    assert not failures, "\n".join(failures)
+
+
+def test_accelerate_config_files_named_in_the_docs_exist() -> None:
+    named = {m for b in all_blocks() for m in re.findall(r"accelerate_configs/[\w.-]+\.yaml", b.text)}
+    assert named, "the guide shows accelerate launch"
+    assert not [path for path in named if not (REPO / path).is_file()]
+
+
+def test_every_python_block_compiles() -> None:
+    for block in all_blocks():
+        if block.language == "python":
+            compile(block.text, str(block), "exec")
+
+
+def test_every_recipe_block_loads(tmp_path: Path) -> None:
+    blocks = [b for b in all_blocks() if b.language == "yaml" and "recipe" in b.marks]
+    assert len(blocks) > 5
+    for index, block in enumerate(blocks):
+        path = tmp_path / f"{index}.yaml"
+        path.write_text(block.text, encoding="utf-8")
+        try:
+            load_recipe(path)
+        except RecipeError as error:
+            pytest.fail(f"{block}: {error}")
+
+
+def test_recipe_reference_lists_every_key_with_its_default(tmp_path: Path) -> None:
+    """A new, renamed or re-defaulted Recipe key must be explained in the guide's Configuration section."""
+    (block,) = [b for b in read_blocks(GUIDE) if "reference" in b.marks]
+    listed = yaml.safe_load(block.text)
+    defaults = Recipe().to_dict()
+    assert list(listed) == list(defaults), "top-level keys differ (order too: the reference follows recipe.py)"
+    for key, value in defaults.items():
+        if isinstance(value, dict) and key != "training_args":
+            assert set(listed[key]) == set(value), f"keys of section {key!r} differ"
+    path = tmp_path / "reference.yaml"
+    path.write_text(block.text, encoding="utf-8")
+    assert load_recipe(path).to_dict() == defaults
+
+
+def test_every_recipe_file_is_in_the_recipes_doc() -> None:
+    text = (REPO / "docs" / "recipes.md").read_text(encoding="utf-8")
+    missing = [p.name for p in sorted((REPO / "recipes").glob("*.yaml")) if f"recipes/{p.name}" not in text]
+    assert not missing, f"recipes not described in docs/recipes.md: {missing}"
+
+
+def test_every_subcommand_is_in_the_guide() -> None:
+    text = GUIDE.read_text(encoding="utf-8")
+    action = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    missing = [name for name in action.choices if f"ai2text {name}" not in text]
+    assert not missing, f"subcommands the guide never shows: {missing}"
+
+
+def test_every_substitution_is_used() -> None:
+    runnable = "".join(b.text for b in all_blocks() if "runnable" in b.marks)
+    assert not [key for key in SUBSTITUTIONS if key not in runnable]
+
+
+def test_command_checks_catch_renamed_options() -> None:
+    """The checks above can fail: an unknown option, subcommand or recipe key is reported."""
+    assert check_command(["train", "--recipe", "recipes/tiny.yaml", "--learning_rate", "1e-3"]) is None
+    assert "num_epoch" in check_command(["train", "--num_epoch", "3"])
+    assert "--beam" in check_command(["evaluate", "--model", "m", "--dataset", "d", "--beam", "3"])
+    assert check_command(["fly", "--model", "m"])
+    assert check_option_names(["evaluate", "--html"]) is None
+    assert check_option_names(["evaluate", "--htm"])
+    assert check_option_names(["train", "--grad_accum_steps", "--early_stopping.patience"]) is None
+    assert check_option_names(["train", "--early_stopping.patients"])
+    lines = command_lines(Block(GUIDE, 1, "bash", frozenset(), "ai2text stats d && \\\n ai2text lm build --text a b\n"))
+    assert lines == [["stats", "d"], ["lm", "build", "--text", "a", "b"]]
+
+
+# ---------------------------------------------------------------------------------------------- running
+
+
+def substitute(text: str) -> str:
+    for old, new in SUBSTITUTIONS.items():
+        text = text.replace(old, new)
+    return text
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory: pytest.TempPathFactory, trained_model: TrainedModel) -> Path:
+    root = tmp_path_factory.mktemp("docs")
+    for name in CLONE_FOLDERS:
+        (root / name).symlink_to(REPO / name)
+    shutil.copytree(trained_model.model_dir, root / "runs" / "trained" / "model")
+    return root
+
+
+def _environment() -> dict[str, str]:
+    env = dict(os.environ)
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    env.update(OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
+    return env
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("doc", DOCS, ids=lambda doc: doc.name)
+def test_docs_run_as_written(doc: Path, workdir: Path) -> None:
+    blocks = [b for b in read_blocks(doc) if "runnable" in b.marks]
+    for block in blocks:
+        script = substitute(block.text)
+        if block.language == "python":
+            argv = [sys.executable, "-c", script]
+        else:
+            argv = ["bash", "-e", "-o", "pipefail", "-c", script]
+        result = subprocess.run(
+            argv, cwd=workdir, env=_environment(), capture_output=True, text=True, timeout=600
+        )
+        output = (result.stdout + result.stderr)[-4000:]
+        assert result.returncode == 0, f"{block} failed (exit {result.returncode}):\n{script}\n---\n{output}"
