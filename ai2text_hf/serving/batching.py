@@ -121,7 +121,7 @@ class MicroBatcher:
                 for job in group:
                     job.future.set_exception(error)
                 continue
+            self.batches += 1  # counted before answering, so a client that got its answer sees its request counted
+            self.requests += len(group)
             for job, result in zip(group, decoded):
                 job.future.set_result(result)
-            self.batches += 1
-            self.requests += len(group)
