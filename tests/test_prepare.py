@@ -236,7 +236,7 @@ def test_interrupted_run_leaves_nothing(tmp_path: Path, monkeypatch: pytest.Monk
     def interrupted(*args: object) -> None:
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(prepare_module, "save_dataset_dict", interrupted)
+    monkeypatch.setattr(prepare_module, "save_rows", interrupted)
     with pytest.raises(KeyboardInterrupt):
         prepare_dataset(tmp_path / "meta.csv", tmp_path / "out", progress=False)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.wav", "meta.csv"]

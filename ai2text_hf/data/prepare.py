@@ -48,7 +48,7 @@ from .versions import (
     load_prepared,
     publish,
     read_manifest,
-    save_dataset_dict,
+    save_rows,
     write_json,
     write_report,
 )
@@ -253,10 +253,9 @@ def prepare_dataset(
                 write_report(report_path, entries)
             if (strict and result.skipped_rows) or validate_only:
                 return _finish(result, strict, progress)
-            dataset = datasets.DatasetDict({split: processed.select(rows) for split, rows in kept.items()})
             staged = workdir / "version"
-            save_dataset_dict(dataset.remove_columns(list(INTERNAL_COLUMNS)), staged)
-        del dataset, processed  # release the memory-mapped cache files before they are deleted
+            save_rows(processed, kept, [c for c in processed.column_names if c not in INTERNAL_COLUMNS], staged)
+        del processed  # release the memory-mapped cache files before they are deleted
         write_report(staged / "report.json", entries)
         write_json(staged / "stats.json", result.statistics)
         columns = list(dataset_features(feature_extractor.feature_size, options["store"], extras))
