@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import time
 from collections.abc import Iterator
 
 import httpx
@@ -24,7 +25,10 @@ def browser() -> Iterator[object]:
         pytest.skip("needs Debian's chromium and chromium-driver (make test-slow installs them)")
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
-    for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu"):
+    # The fake media flags give getUserMedia a synthetic microphone (a beep) without a permission prompt.
+    flags = ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
+             "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream")
+    for flag in flags:
         options.add_argument(flag)
     driver = webdriver.Chrome(options=options, service=webdriver.ChromeService(executable_path=driver_path))
     try:
@@ -78,3 +82,21 @@ def test_page_shows_the_servers_message_for_a_non_audio_file(
     browser.find_element(By.ID, "transcribe").click()
     WebDriverWait(browser, 30).until(lambda b: b.find_element(By.ID, "error").text.strip())
     assert "Cannot decode 'notes.wav'" in browser.find_element(By.ID, "error").text
+
+
+def test_page_records_from_the_microphone_and_transcribes_the_recording(browser, server_url: str) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    browser.get(server_url + "/")
+    browser.find_element(By.ID, "record").click()
+    WebDriverWait(browser, 10).until(lambda b: b.find_element(By.ID, "record").text == "Stop")
+    time.sleep(1.5)
+    browser.find_element(By.ID, "record").click()
+    WebDriverWait(browser, 10).until(lambda b: "recorded" in b.find_element(By.ID, "recording-state").text)
+    browser.find_element(By.ID, "transcribe").click()
+    WebDriverWait(browser, 60).until(lambda b: b.find_element(By.ID, "summary").text.strip())
+    assert browser.find_element(By.ID, "error").text == ""
+    # The page encoded the recording as WAV, which the server decoded: its duration is the recording's.
+    seconds = float(browser.find_element(By.ID, "summary").text.split(" s of audio")[0])
+    assert 1.0 < seconds < 5.0
