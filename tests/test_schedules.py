@@ -70,3 +70,30 @@ def test_transformers_schedules_warm_up_then_decay_to_zero(name: str) -> None:
 def test_only_our_schedules_are_hidden_from_training_arguments() -> None:
     assert trainer_scheduler_type("noam") == trainer_scheduler_type("onecycle") == "constant"
     assert trainer_scheduler_type("cosine") == "cosine"
+
+
+@pytest.mark.parametrize("name", ["noam", "onecycle", "cosine"])
+def test_the_trainer_builds_the_recipes_schedule(name: str, tmp_path) -> None:
+    from conftest import TINY_RECIPE
+    from transformers import TrainingArguments
+
+    from ai2text_hf.training.recipe import load_recipe
+    from ai2text_hf.training.trainer import CTCTrainer, build_model, build_tokenizer
+
+    recipe = load_recipe(TINY_RECIPE, {"lr_scheduler": name, "learning_rate": PEAK})
+    arguments = TrainingArguments(
+        output_dir=str(tmp_path),
+        learning_rate=PEAK,
+        warmup_steps=WARMUP,
+        lr_scheduler_type=trainer_scheduler_type(name),
+        use_cpu=True,
+        report_to=[],
+    )
+    trainer = CTCTrainer(model=build_model(recipe, build_tokenizer(recipe, [])), args=arguments, recipe=recipe)
+    trainer.create_optimizer_and_scheduler(num_training_steps=STEPS)
+    rates = []
+    for _ in range(STEPS):
+        rates.append(trainer.optimizer.param_groups[0]["lr"])
+        trainer.optimizer.step()
+        trainer.lr_scheduler.step()
+    assert rates == pytest.approx(_curve(name))
