@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import pytest
 import torch
-from transformers import get_scheduler
+from conftest import TINY_RECIPE
+from transformers import TrainingArguments, get_scheduler
 
+from ai2text_hf.training.recipe import load_recipe
 from ai2text_hf.training.schedules import create_custom_scheduler, noam_factor, trainer_scheduler_type
+from ai2text_hf.training.trainer import CTCTrainer, build_model, build_tokenizer
 
 PEAK = 1e-3
 STEPS = 200
@@ -73,13 +77,7 @@ def test_only_our_schedules_are_hidden_from_training_arguments() -> None:
 
 
 @pytest.mark.parametrize("name", ["noam", "onecycle", "cosine"])
-def test_the_trainer_builds_the_recipes_schedule(name: str, tmp_path) -> None:
-    from conftest import TINY_RECIPE
-    from transformers import TrainingArguments
-
-    from ai2text_hf.training.recipe import load_recipe
-    from ai2text_hf.training.trainer import CTCTrainer, build_model, build_tokenizer
-
+def test_the_trainer_builds_the_recipes_schedule(name: str, tmp_path: Path) -> None:
     recipe = load_recipe(TINY_RECIPE, {"lr_scheduler": name, "learning_rate": PEAK})
     arguments = TrainingArguments(
         output_dir=str(tmp_path),
