@@ -19,7 +19,7 @@ from test_checkpoints import SMALL
 
 from ai2text_hf.data.prepare import load_prepared
 from ai2text_hf.data.sampler import DurationBatchSampler
-from ai2text_hf.training.checkpoints import complete_checkpoints, read_state
+from ai2text_hf.training.checkpoints import STAGING, complete_checkpoints, read_state
 
 EVERY = 2  # evaluate and save every 2 optimizer steps: several checkpoints inside each epoch
 TOLERANCE = 1e-5
@@ -65,11 +65,16 @@ def test_a_run_killed_mid_epoch_and_resumed_ends_like_an_uninterrupted_one(small
     position = read_state(resumed_from)["sampler"]
     assert 0 < position["global_batches_done"] < position["global_batches"], f"not mid-epoch: {position}"
 
+    leftover = killed / "checkpoints" / STAGING / "checkpoint-1000"  # as a kill during a save leaves it
+    leftover.mkdir(parents=True, exist_ok=True)
+    (leftover / "config.json").write_text("{}")
+
     result = subprocess.run(
         _command(small_dataset, killed, "--resume", "latest"), env=_env(), capture_output=True, text=True, cwd=REPO
     )
     assert result.returncode == 0, result.stderr[-3000:]
     log = (killed / "logs" / "training.log").read_text(encoding="utf-8")
+    assert not leftover.exists()
     assert f"Resuming at epoch {position['epoch']}, batch {position['global_batches_done']} of" in log
 
     expected, got = _evaluations(reference), _evaluations(killed)

@@ -2,6 +2,8 @@
 
 - Each checkpoint is written into ``checkpoints/.staging/checkpoint-N`` and renamed into place once
   complete, so a run killed mid-save leaves no ``checkpoint-N`` behind that ``--resume latest`` could pick.
+  (transformers 5 writes ``checkpoint-N`` in place, and its ``get_last_checkpoint`` takes any folder of that
+  name, finished or not.) The next run removes the staging leftovers.
 - Rotation keeps at most ``save_total_limit`` checkpoints, never deleting the newest (to resume), the best
   or the ``save_every`` ones.
 - ``validate_every`` / ``save_every`` thin out the Trainer's per-epoch evaluations and saves; the last epoch
