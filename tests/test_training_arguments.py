@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 import re
 
 import pytest
 import torch
-from conftest import TINY_RECIPE
+from conftest import TINY_RECIPE, TrainedModel
 
 from ai2text_hf.training.arguments import (
     optimizer_steps_per_epoch,
@@ -121,3 +122,25 @@ def test_preset_builds_the_model_size_its_comment_states(name: str) -> None:
     assert round(millions, 2) == float(stated.group(1))
     if name == "conformer-medium":
         assert 10 <= millions <= 30
+
+
+def test_recipe_and_hyperparameters_reach_tensorboard(trained_model: TrainedModel) -> None:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    from tensorboard.plugins.hparams import plugin_data_pb2
+
+    events = sorted((trained_model.run_dir / "logs").glob("events.out.tfevents.*"))
+    assert events, "no TensorBoard event file in logs/"
+    accumulator = EventAccumulator(str(events[-1]), size_guidance={"tensors": 0})
+    accumulator.Reload()
+    recipe_text = accumulator.Tensors("recipe/text_summary")[0].tensor_proto.string_val[0].decode()
+    assert "d_model: 96" in recipe_text and "augmentation:" in recipe_text
+    content = accumulator.PluginTagToContent("hparams")["_hparams_/session_start_info"]
+    hparams = plugin_data_pb2.HParamsPluginData.FromString(content).session_start_info.hparams
+    assert hparams["d_model"].number_value == 96
+    assert hparams["resolved.device"].string_value == "cpu"
+    assert hparams["augmentation.prob"].number_value == pytest.approx(0.5)
+    assert "eval/cer" in accumulator.Tags()["scalars"]
+
+    saved = json.loads((trained_model.run_dir / "hyperparameters.json").read_text(encoding="utf-8"))
+    assert saved["resolved"]["device"] == "cpu" and saved["resolved"]["precision"] == "no"
+    assert saved["training_arguments"]["num_train_epochs"] == 30  # the fixture's override, as the Trainer saw it

@@ -1,4 +1,5 @@
-"""Where a run's hyperparameters and metrics go besides the log: TensorBoard (always) and W&B (when enabled).
+"""Where a run's hyperparameters and metrics go besides the log: the run folder, TensorBoard (always) and
+W&B (when enabled).
 
 The Trainer's own TensorBoard callback writes the metrics and the TrainingArguments as text; this adds the
 recipe — as YAML text and in TensorBoard's HParams tab, so runs can be compared by any key.
@@ -7,13 +8,15 @@ recipe — as YAML text and in TensorBoard's HParams tab, so runs can be compare
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
+from pathlib import Path
 from typing import Any
 
 import yaml
 from torch.utils.tensorboard import SummaryWriter
 from torch.utils.tensorboard.summary import hparams
-from transformers import TrainerCallback
+from transformers import TrainerCallback, TrainingArguments
 
 from .recipe import Recipe, RecipeError, Wandb
 
@@ -49,6 +52,14 @@ def flatten(values: dict[str, Any], prefix: str = "") -> dict[str, bool | int | 
         else:  # None, lists
             flat[name] = str(value)
     return flat
+
+
+def save_hyperparameters(path: Path, resolved: dict[str, Any], args: TrainingArguments) -> None:
+    """What the recipe resolved to on this machine (device, precision, warmup steps, ...) and every
+    TrainingArguments value, next to recipe.yaml in the run folder."""
+    if args.should_save:
+        payload = {"resolved": resolved, "training_arguments": json.loads(args.to_json_string())}
+        path.write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
 
 
 class HyperparametersToTensorBoard(TrainerCallback):

@@ -6,6 +6,7 @@ evaluation (greedy decoding of valid frames only), the wall-clock budget and the
     runs/<name>/model/         best checkpoint by val CER, a complete HF folder (pipeline() loads it)
     runs/<name>/checkpoints/   Trainer checkpoints, for --resume
     runs/<name>/recipe.yaml    the resolved recipe
+    runs/<name>/hyperparameters.json  device, precision, warmup steps... and every TrainingArguments value
     runs/<name>/logs/          training.log and TensorBoard events
 """
 
@@ -47,7 +48,7 @@ from .init import initial_model
 from .preflight import check_paths, run_preflight
 from .recipe import Recipe, save_recipe
 from .schedules import CUSTOM_SCHEDULES, create_custom_scheduler, trainer_scheduler_type
-from .tracking import HyperparametersToTensorBoard, report_to
+from .tracking import HyperparametersToTensorBoard, report_to, save_hyperparameters
 
 logger = logging.getLogger("ai2text_hf.training")
 
@@ -356,6 +357,7 @@ def build_trainer(recipe: Recipe, dataset_dir: Path, run_dir: Path) -> tuple[CTC
         "steps_per_epoch": steps_per_epoch or "streamed",
         "parameters": num_params,
     }
+    save_hyperparameters(run_dir / "hyperparameters.json", resolved, args)
     callbacks: list[TrainerCallback] = [
         summary,
         TensorBoardCallback(tb_writer=writer),
