@@ -82,6 +82,9 @@ def test_a_run_killed_mid_epoch_and_resumed_ends_like_an_uninterrupted_one(small
     for step, entry in expected.items():
         for key in ("eval_loss", "eval_cer", "eval_wer"):
             assert got[step][key] == pytest.approx(entry[key], rel=TOLERANCE), (step, key)
-    final = load_file(killed / "model" / "model.safetensors")
-    for name, tensor in load_file(reference / "model" / "model.safetensors").items():
-        torch.testing.assert_close(final[name], tensor, rtol=TOLERANCE, atol=1e-6)
+    last, last_reference = (complete_checkpoints(run / "checkpoints")[-1] for run in (killed, reference))
+    assert last.name == last_reference.name
+    for folder in ("model", f"checkpoints/{last.name}"):  # the best model, and the weights after the last step
+        final = load_file(killed / folder / "model.safetensors")
+        for name, tensor in load_file(reference / folder / "model.safetensors").items():
+            torch.testing.assert_close(final[name], tensor, rtol=TOLERANCE, atol=1e-6)
