@@ -103,6 +103,12 @@ def test_ema_weights_are_evaluated_and_saved_as_a_pipeline_model(run: Path, smal
     assert "Val CER (EMA weights)" in (run / "logs" / "training.log").read_text(encoding="utf-8")
 
 
+def test_each_new_best_checkpoint_is_announced(run: Path) -> None:
+    log = (run / "logs" / "training.log").read_text(encoding="utf-8")
+    state = json.loads((complete_checkpoints(run / "checkpoints")[-1] / "trainer_state.json").read_text())
+    assert f"Saved best model to: {state['best_model_checkpoint']}" in log
+
+
 def test_average_is_the_mean_of_the_checkpoints_and_loads_in_the_pipeline(
     run: Path, small_dataset: Path, tmp_path: Path
 ) -> None:

@@ -160,6 +160,8 @@ class AtomicCheckpointsMixin(Trainer):
             if final.exists():
                 shutil.rmtree(final)
             os.replace(staged, final)
+            if self.state.best_model_checkpoint == str(final):
+                logger.info("Saved best model to: %s", final)
             for path in rotate(root, self.checkpoint_limit, self.state.best_model_checkpoint):
                 logger.info("Deleted checkpoint %s (save_total_limit=%s)", path, self.checkpoint_limit)
         self.accelerator.wait_for_everyone()
