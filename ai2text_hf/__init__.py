@@ -1,43 +1,32 @@
 """ai2text-hf: Vietnamese CTC speech recognition on the Hugging Face stack.
 
-Importing the package registers the model, its configuration, feature extractor, tokenizer and
-processor with the transformers Auto classes, and marks them for ``register_for_auto_class`` so a
-saved folder also loads with ``trust_remote_code=True`` where this package is not installed.
+Importing the package is cheap: the model classes load on first use (``from ai2text_hf import AI2TextForCTC``),
+and their registration with the transformers Auto classes (also marked for ``register_for_auto_class``, so a
+saved folder loads with ``trust_remote_code=True`` where this package is not installed) runs as soon as
+transformers' Auto classes are loaded: ``import ai2text_hf`` then ``pipeline(...)`` finds the model.
 """
 
-from transformers import (
-    AutoConfig,
-    AutoFeatureExtractor,
-    AutoModelForCTC,
-    AutoProcessor,
-    AutoTokenizer,
-)
+import importlib
 
-from .configuration_ai2text import AI2TextConfig
-from .feature_extraction_ai2text import AI2TextFeatureExtractor
-from .modeling_ai2text import AI2TextForCTC
-from .processing_ai2text import AI2TextProcessor
-from .tokenization_ai2text import AI2TextTokenizer
+from .auto_registration import register_auto_classes, register_when_needed
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "AI2TextConfig",
-    "AI2TextFeatureExtractor",
-    "AI2TextForCTC",
-    "AI2TextProcessor",
-    "AI2TextTokenizer",
-    "__version__",
-]
+_CLASSES = {
+    "AI2TextConfig": "configuration_ai2text",
+    "AI2TextFeatureExtractor": "feature_extraction_ai2text",
+    "AI2TextForCTC": "modeling_ai2text",
+    "AI2TextProcessor": "processing_ai2text",
+    "AI2TextTokenizer": "tokenization_ai2text",
+}
 
-AutoConfig.register(AI2TextConfig.model_type, AI2TextConfig, exist_ok=True)
-AutoModelForCTC.register(AI2TextConfig, AI2TextForCTC, exist_ok=True)
-AutoFeatureExtractor.register(AI2TextConfig, AI2TextFeatureExtractor, exist_ok=True)
-AutoTokenizer.register(AI2TextConfig, tokenizer_class=AI2TextTokenizer, exist_ok=True)
-AutoProcessor.register(AI2TextConfig, AI2TextProcessor, exist_ok=True)
+__all__ = [*_CLASSES, "__version__", "register_auto_classes"]
 
-AI2TextConfig.register_for_auto_class()
-AI2TextForCTC.register_for_auto_class("AutoModelForCTC")
-AI2TextFeatureExtractor.register_for_auto_class("AutoFeatureExtractor")
-AI2TextTokenizer.register_for_auto_class("AutoTokenizer")
-AI2TextProcessor.register_for_auto_class("AutoProcessor")
+
+def __getattr__(name: str):
+    if name in _CLASSES:
+        return getattr(importlib.import_module(f".{_CLASSES[name]}", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+register_when_needed()

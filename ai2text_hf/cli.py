@@ -193,6 +193,15 @@ def _recipe_keys_help() -> str:
     return "\n".join(lines)
 
 
+class _RecipeKeysFormatter(argparse.RawDescriptionHelpFormatter):
+    """Ends --help with every recipe key, built only when help is shown: it imports the training stack (torch),
+    which every other command (e.g. an up-to-date `ai2text prepare`) must not pay for."""
+
+    def format_help(self) -> str:
+        self.add_text(_recipe_keys_help())
+        return super().format_help()
+
+
 def _add_recipe_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--recipe",
@@ -218,8 +227,7 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
         "the output folder, free disk, device and precision before the first step. Writes "
         "runs/<name>/{model,checkpoints,logs,recipe.yaml}. Under `accelerate launch --config_file "
         "accelerate_configs/X.yaml scripts/train.py ...` the launcher's mixed precision wins over the recipe's.",
-        epilog=_recipe_keys_help(),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=_RecipeKeysFormatter,
     )
     _add_recipe_options(p)
     p.add_argument(
@@ -246,8 +254,7 @@ def _add_tune(sub: argparse._SubParsersAction) -> None:
         "score each by metric_for_best_model on the val split. Writes runs/<name>/best-recipe.yaml (a complete "
         "recipe for `ai2text train --recipe`), trials.json and optuna.db (running again continues the study). "
         "Needs `pip install ai2text-hf[tune]`.",
-        epilog=_recipe_keys_help(),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=_RecipeKeysFormatter,
     )
     _add_recipe_options(p)
     p.add_argument("--n-trials", type=int, help="Trials to run (default: the recipe's tune.n_trials).")
@@ -501,11 +508,20 @@ def _run_synth(args: argparse.Namespace) -> None:
 
 
 def _run_prepare(args: argparse.Namespace) -> None:
-    from .data.prepare import prepare_dataset
-    from .feature_extraction_ai2text import AI2TextFeatureExtractor
+    from .data.prepare import prepare_dataset, reuse_prepared
 
     if not args.validate_only and not args.output:
         raise ValueError("prepare needs --output (the dataset version folder), or --validate-only --report PATH.")
+    # Every option as given, paths made absolute: an identical re-run is answered without loading torch.
+    paths = ("csv", "output", "hf_dataset", "audio_root", "report")
+    request = {k: str(Path(v).absolute()) if k in paths and v else v for k, v in vars(args).items()}
+    if not (args.validate_only or args.overwrite):
+        sources = {"csv_path": args.csv, "hf_dataset": args.hf_dataset, "audio_root": args.audio_root}
+        if reuse_prepared(args.output, request, **sources, report_path=args.report, strict=args.strict):
+            print(f"Dataset: {Path(args.output).absolute()}")
+            return
+    from .feature_extraction_ai2text import AI2TextFeatureExtractor
+
     settings = {
         "feature_size": args.n_mels,
         "n_fft": args.n_fft,
@@ -539,6 +555,7 @@ def _run_prepare(args: argparse.Namespace) -> None:
         validate_only=args.validate_only,
         report_path=args.report,
         overwrite=args.overwrite,
+        request=request,
     )
     print(f"Report written: {result.report_path}" if args.validate_only else f"Dataset: {result.output_dir}")
 

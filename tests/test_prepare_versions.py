@@ -7,6 +7,8 @@ import json
 import os
 import random
 import runpy
+import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -68,6 +70,28 @@ def test_rerun_with_same_inputs_is_up_to_date(
     assert again.statistics == first.statistics and again.total_rows == first.total_rows == 37
     assert again.skipped_by_reason == first.skipped_by_reason == {"missing_file": 1}
     assert read_manifest(tmp_path / "v1")["created"] == created  # the version was not touched
+
+
+def test_cli_rerun_is_answered_without_loading_torch(
+    corpus: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """The cache hit skips torch and transformers (seconds of imports: most of a small re-run's time)."""
+    data = tmp_path / "corpus"
+    shutil.copytree(corpus, data)
+    args = ["prepare", "--csv", str(data / "meta.csv"), "--output", str(tmp_path / "v1"), "--num-proc", "1"]
+    assert main(args) == 0
+    script = (
+        "import sys; from ai2text_hf.cli import main; code = main(sys.argv[1:]); "
+        "print('torch:', 'torch' in sys.modules); sys.exit(code)"
+    )
+    rerun = subprocess.run([sys.executable, "-c", script, *args], capture_output=True, text=True, timeout=300)
+    assert rerun.returncode == 0, rerun.stderr
+    assert "Up to date" in rerun.stdout and "torch: False" in rerun.stdout
+    with open(data / "meta.csv", "a", encoding="utf-8") as handle:
+        handle.write("s00_0.wav,xin chào bạn,,,spk00\n")
+    capsys.readouterr()
+    assert main(args) == 2  # a changed CSV is not reused: the full check refuses it
+    assert "source.sha256" in capsys.readouterr().err
 
 
 def test_changed_inputs_are_refused_unless_overwrite(corpus: Path, tmp_path: Path) -> None:

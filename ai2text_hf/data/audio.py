@@ -13,12 +13,14 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import soundfile as sf
 import soxr
 
-from ..feature_extraction_ai2text import AI2TextFeatureExtractor
+if TYPE_CHECKING:  # decoding needs no torch; only featurize_batch's caller brings the extractor
+    from ..feature_extraction_ai2text import AI2TextFeatureExtractor
 
 #: Stable reason codes, shared with the preparation report.
 MISSING_FILE = "missing_file"

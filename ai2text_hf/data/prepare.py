@@ -20,11 +20,11 @@ from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import datasets
 
 from .. import __version__
-from ..feature_extraction_ai2text import AI2TextFeatureExtractor
 from ..normalization_vi import VIETNAMESE_ALPHABET
 from .sources import Source, describe_hf_source, read_csv_source, read_hf_source
 from .splits import auto_split, parse_split_ratios, speaker_overlap_warning
@@ -53,10 +53,13 @@ from .versions import (
     write_report,
 )
 
+if TYPE_CHECKING:  # torch: loaded only when features are computed, never on a cache hit
+    from ..feature_extraction_ai2text import AI2TextFeatureExtractor
+
 #: Time reduction of the model's convolutional front end (AI2TextConfig.subsampling_factor default).
 DEFAULT_SUBSAMPLING_FACTOR = Checks.subsampling_factor
 
-__all__ = ["PrepareResult", "ValidationFailed", "load_prepared", "prepare_dataset", "read_manifest"]
+__all__ = ["PrepareResult", "ValidationFailed", "load_prepared", "prepare_dataset", "read_manifest", "reuse_prepared"]
 
 
 @dataclass(frozen=True)
@@ -152,6 +155,7 @@ def prepare_dataset(
     strict: bool = False,
     validate_only: bool = False,
     report_path: str | os.PathLike | None = None,
+    request: dict | None = None,
 ) -> PrepareResult:
     """Validate every input row, featurise the good ones and save a self-describing dataset version.
 
@@ -165,6 +169,8 @@ def prepare_dataset(
     ``validate_only`` writes just the report to ``report_path`` (also a copy target in the other modes).
     ``auto_split_ratios`` ("0.9,0.05,0.05") replaces the split column by a speaker-disjoint split.
     ``subsampling_factor`` must match the model's: it decides which transcripts are too long for CTC.
+    ``request`` (the command's options) is recorded so an identical re-run can be answered by
+    ``reuse_prepared`` without computing the identity.
     """
     if (csv_path is None) == (hf_dataset is None):
         raise ValueError("Give exactly one input: a metadata CSV or a Hugging Face dataset folder.")
@@ -172,7 +178,10 @@ def prepare_dataset(
         raise ValueError("validate_only writes only the report: give report_path (--report PATH).")
     if not validate_only and output_dir is None:
         raise ValueError("Give the dataset version folder to write (--output), or use validate_only.")
-    feature_extractor = feature_extractor or AI2TextFeatureExtractor()
+    if feature_extractor is None:
+        from ..feature_extraction_ai2text import AI2TextFeatureExtractor
+
+        feature_extractor = AI2TextFeatureExtractor()
     checks = Checks(
         min_duration=min_duration,
         max_duration=max_duration,
@@ -192,12 +201,8 @@ def prepare_dataset(
         "store": "audio" if on_the_fly else "features",
         "columns": {"audio": audio_column, "text": text_column, "speaker": speaker_column} if hf_dataset else None,
     }
-    source: Source | None = None
-    if hf_dataset is not None:
-        hf_dataset = Path(hf_dataset).absolute()
-        description = {**describe_hf_source(hf_dataset), "audio_root": str(audio_root) if audio_root else None}
-    else:
-        source, description = read_csv_source(Path(csv_path).absolute(), audio_root)
+    hf_dataset = Path(hf_dataset).absolute() if hf_dataset is not None else None
+    source, description = _read_source(csv_path, hf_dataset, audio_root)
     identity = {
         "format_version": FORMAT_VERSION,
         "ai2text_hf_version": __version__,
@@ -259,12 +264,63 @@ def prepare_dataset(
         write_report(staged / "report.json", entries)
         write_json(staged / "stats.json", result.statistics)
         columns = list(dataset_features(feature_extractor.feature_size, options["store"], extras))
-        run = {"num_proc": num_proc, "batch_size": batch_size}
+        run = {
+            "num_proc": num_proc,
+            "batch_size": batch_size,
+            "request": _request_fingerprint(request, description) if request is not None else None,
+        }
         write_json(staged / "manifest.json", _manifest(identity, result, columns, run))
         publish(staged, output_dir, workdir / "previous")
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     return _finish(result, strict, progress)
+
+
+def reuse_prepared(
+    output_dir: str | os.PathLike,
+    request: dict,
+    *,
+    csv_path: str | os.PathLike | None = None,
+    hf_dataset: str | os.PathLike | None = None,
+    audio_root: str | os.PathLike | None = None,
+    report_path: str | os.PathLike | None = None,
+    strict: bool = False,
+    progress: bool = True,
+) -> PrepareResult | None:
+    """The earlier result when ``output_dir`` was prepared by this same ``request`` from unchanged inputs, else None.
+
+    The cheap path of an unchanged re-run: ``prepare_dataset``'s own cache check needs the feature extractor's
+    settings (hence torch and transformers, seconds of imports); the request and the re-read source
+    description (CSV sha256 and audio file fingerprint) do not. On None, call ``prepare_dataset``: it decides.
+    """
+    output_dir = Path(output_dir).absolute()
+    manifest_path = output_dir / "manifest.json"
+    if not manifest_path.is_file() or not (output_dir / "dataset_dict.json").is_file():
+        return None
+    recorded = json.loads(manifest_path.read_text(encoding="utf-8")).get("run", {}).get("request")
+    if recorded is None:
+        return None
+    audio_root = Path(audio_root).absolute() if audio_root is not None else None
+    hf_dataset = Path(hf_dataset).absolute() if hf_dataset is not None else None
+    if recorded != _request_fingerprint(request, _read_source(csv_path, hf_dataset, audio_root)[1]):
+        return None
+    report_path = Path(report_path).absolute() if report_path is not None else None
+    return _finish(_cached_result(output_dir, report_path), strict, progress)
+
+
+def _read_source(
+    csv_path: str | os.PathLike | None, hf_dataset: Path | None, audio_root: Path | None
+) -> tuple[Source | None, dict]:
+    """The CSV's rows (None for a Hugging Face dataset, read later) and the source's description."""
+    if hf_dataset is not None:
+        return None, {**describe_hf_source(hf_dataset), "audio_root": str(audio_root) if audio_root else None}
+    return read_csv_source(Path(csv_path).absolute(), audio_root)
+
+
+def _request_fingerprint(request: dict, description: dict) -> str:
+    return fingerprint(
+        {"request": request, "source": description, "ai2text_hf_version": __version__, "format": FORMAT_VERSION}
+    )
 
 
 def _run_checks(

@@ -14,12 +14,11 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import datasets
 import numpy as np
-import torch
 
-from ..feature_extraction_ai2text import AI2TextFeatureExtractor
 from ..normalization_vi import normalize_text, unknown_characters
 from .audio import (
     EMPTY_FILE,
@@ -32,6 +31,9 @@ from .audio import (
     featurize_batch,
     rms_dbfs,
 )
+
+if TYPE_CHECKING:  # torch loads only where features are computed: a cache-hit prepare never needs it
+    from ..feature_extraction_ai2text import AI2TextFeatureExtractor
 
 SPLITS = ("train", "val", "test")
 #: Accepted spellings of the split column (lower-cased, stripped); an empty cell means train.
@@ -344,8 +346,11 @@ def process_batch(
     in forked ``num_proc`` workers: torch's OpenMP pool does not survive a fork (the first multi-threaded
     op deadlocks), and one thread per worker also avoids oversubscription.
     """
-    if worker_threads is not None and torch.get_num_threads() != worker_threads:
-        torch.set_num_threads(worker_threads)
+    if worker_threads is not None:
+        import torch
+
+        if torch.get_num_threads() != worker_threads:
+            torch.set_num_threads(worker_threads)
     reasons = [list(codes) for codes in batch["_reasons"]]
     fixes = [list(sentences) for sentences in batch["_fixes"]]
     embedded = batch.get(AUDIO_BYTES_COLUMN) or [None] * len(reasons)
