@@ -1,7 +1,7 @@
 """The ``ai2text`` command: one entry point, one subcommand per stage.
 
-Each subcommand imports what it needs (datasets, the Trainer, the decoders) only when it runs; importing the
-package itself loads torch and transformers to register the model, so ``--help`` takes a few seconds.
+Each subcommand imports what it needs (datasets, the Trainer, the decoders) only when it runs, and importing
+the package loads neither torch nor transformers: ``--help`` and an up-to-date ``prepare`` answer at once.
 """
 
 from __future__ import annotations
