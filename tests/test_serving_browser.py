@@ -100,3 +100,13 @@ def test_page_records_from_the_microphone_and_transcribes_the_recording(browser,
     # The page encoded the recording as WAV, which the server decoded: its duration is the recording's.
     seconds = float(browser.find_element(By.ID, "summary").text.split(" s of audio")[0])
     assert 1.0 < seconds < 5.0
+
+
+def test_api_docs_render_offline(browser, server_url: str) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    browser.get(server_url + "/docs")  # no network here: Swagger UI's scripts must come from the server
+    WebDriverWait(browser, 30).until(lambda b: b.find_elements(By.CSS_SELECTOR, ".opblock-summary-path"))
+    paths = {e.text.replace("\u200b", "") for e in browser.find_elements(By.CSS_SELECTOR, ".opblock-summary-path")}
+    assert {"/transcribe", "/models/load", "/models/{name}"} <= paths

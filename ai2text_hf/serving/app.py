@@ -1,7 +1,7 @@
 """The HTTP API (FastAPI): transcribe uploads, manage loaded models, and a page to try it at ``/``.
 
 Every error answers ``{"detail": "<message>"}`` with a 4xx code (503 when the queue is full); bad input is
-checked before it reaches a model (:mod:`.uploads`). Interactive API docs are at ``/docs``.
+checked before it reaches a model (:mod:`.uploads`). Interactive API docs are at ``/docs`` (and ``/redoc``).
 """
 
 # No ``from __future__ import annotations``: FastAPI reads the endpoint annotations at runtime, and they
@@ -18,6 +18,7 @@ from fastapi import FastAPI, File, Form, HTTPException, Request, UploadFile
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi_offline import FastAPIOffline
 from pydantic import BaseModel, Field
 
 from .batching import BatchSettings, QueueFullError, WorkerClosedError
@@ -118,7 +119,9 @@ def create_app(model: str | Path | None = None, settings: ServeSettings | None =
         yield
         await run_in_threadpool(registry.close)
 
-    app = FastAPI(
+    # /docs and /redoc with their scripts served by us: FastAPI's default pages load them from a CDN,
+    # which leaves the docs blank on an offline machine.
+    app = FastAPIOffline(
         title="ai2text",
         summary="Vietnamese speech-to-text (CTC) with word timings and confidences.",
         lifespan=lifespan,
