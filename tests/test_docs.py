@@ -23,6 +23,7 @@ import os
 import re
 import shlex
 import shutil
+import socket
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -45,8 +46,16 @@ RECIPE_COMMANDS = {"train", "tune"}
 # Folders of the clone the docs refer to by relative path; linked (read-only) into the scratch folder.
 CLONE_FOLDERS = ["recipes", "accelerate_configs", "scripts"]
 
-# What the slow test runs instead of what the docs say: sizes and epochs only, so the whole guide runs in
-# minutes on 2 CPU cores. Every entry must be used (test_every_substitution_is_used).
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+# What the slow test runs instead of what the docs say: sizes, epochs and the server's port only, so the whole
+# guide runs in minutes on 2 CPU cores. Every entry must be used (test_every_substitution_is_used).
+_PORT = _free_port()
 SUBSTITUTIONS = {
     # 40 sentences, one voice each, instead of the 7 000-sentence demo corpus
     "ai2text synth --output data/demo": "ai2text synth --output data/demo --max-sentences 40 --val-sentences 4 "
@@ -58,6 +67,9 @@ SUBSTITUTIONS = {
     # a trained model (the session's `trained_model` fixture, copied) where the docs use the demo model
     "runs/demo/model": "runs/trained/model",
     "runs/demo/eval": "runs/trained/eval",
+    # a free port: the machine may already serve something on 8000
+    "--port 8000": f"--port {_PORT}",
+    "127.0.0.1:8000": f"127.0.0.1:{_PORT}",
 }
 
 
