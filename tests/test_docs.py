@@ -9,7 +9,8 @@ Fenced blocks carry a mark after the language (```` ```bash runnable ````):
   parses with :func:`build_parser` and its recipe overrides are real keys; Python compiles;
 - ``manual``: long-running or interactive (a TensorBoard server, ``wandb login``); checked like ``gpu``;
 - ``yaml recipe``: loaded with :func:`load_recipe`, so a renamed key fails; the guide's
-  ``yaml recipe reference`` block must list every recipe key with its default.
+  ``yaml recipe reference`` block must list every recipe key with its default;
+- ``text message``: a message the tool prints, quoted in Troubleshooting; the code must print exactly that.
 
 Fast tests check every command, block and key; ``test_docs_run_as_written`` (slow) executes them.
 """
@@ -19,6 +20,8 @@ from __future__ import annotations
 import argparse
 import contextlib
 import io
+import logging
+import math
 import os
 import re
 import shlex
@@ -28,12 +31,15 @@ import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
+import torch
 import yaml
 from conftest import REPO, TrainedModel
 
-from ai2text_hf.cli import build_parser
+from ai2text_hf.cli import build_parser, main
+from ai2text_hf.training.guards import OOM_ADVICE, BlankPredictionGuard, NonFiniteLossReport, OverfittingGuard
 from ai2text_hf.training.recipe import Recipe, RecipeError, load_recipe, parse_overrides
 
 GUIDE = REPO / "docs" / "training-guide.md"
@@ -274,6 +280,35 @@ def test_every_subcommand_is_in_the_guide() -> None:
 def test_every_substitution_is_used() -> None:
     runnable = "".join(b.text for b in all_blocks() if "runnable" in b.marks)
     assert not [key for key in SUBSTITUTIONS if key not in runnable]
+
+
+def _printed_messages(capsys: pytest.CaptureFixture, caplog: pytest.LogCaptureFixture) -> list[str]:
+    """What the tool prints for the Troubleshooting examples, made by the code itself with the guide's values."""
+    state = SimpleNamespace(log_history=[])
+    args = SimpleNamespace(metric_for_best_model="cer")
+    messages = [OOM_ADVICE.format(where=" at step 120", max_batch_seconds=200, grad_accum_steps=1)]
+    with caplog.at_level(logging.WARNING, logger="ai2text_hf.training"):
+        NonFiniteLossReport().check(torch.tensor([1.0, math.inf]), ["x", "000123_vi-f2-s145-p60"], step=37)
+        NonFiniteLossReport().check(torch.tensor([math.nan]), ["004211_vi-vn-x-south-m1-s160-p40"], step=512)
+        blank = BlankPredictionGuard()
+        for _ in range(3):
+            blank.on_evaluate(args, state, None, metrics={"eval_empty_share": 1.0})
+        overfitting = OverfittingGuard()
+        for train_loss, val_loss in [(0.517, 0.701), (0.452, 0.733), (0.415, 0.768)]:
+            state.log_history.append({"loss": train_loss})
+            overfitting.on_evaluate(args, state, None, metrics={"eval_loss": val_loss})
+    messages += [record.getMessage() for record in caplog.records]
+    assert main(["train", "--learning_rat", "1e-3"]) == 2
+    messages.append(capsys.readouterr().err.strip())
+    return messages
+
+
+def test_troubleshooting_quotes_the_messages_the_tool_prints(capsys, caplog) -> None:
+    """Each ``text message`` block is exactly what the code prints for its example values, and vice versa."""
+    quoted = [b.text.strip() for b in read_blocks(GUIDE) if b.language == "text" and "message" in b.marks]
+    printed = _printed_messages(capsys, caplog)
+    assert len(printed) == 6
+    assert sorted(quoted) == sorted(printed)
 
 
 def test_command_checks_catch_renamed_options() -> None:
