@@ -9,7 +9,8 @@ Fenced blocks carry a mark after the language (```` ```bash runnable ````):
   parses with :func:`build_parser` and its recipe overrides are real keys; Python compiles;
 - ``manual``: long-running or interactive (a TensorBoard server, ``wandb login``); checked like ``gpu``;
 - ``yaml recipe``: loaded with :func:`load_recipe`, so a renamed key fails; the guide's
-  ``yaml recipe reference`` block must list every recipe key with its default;
+  ``yaml recipe reference`` block must list every recipe key with its default, and a
+  ``yaml recipe from=recipes/X.yaml`` excerpt must match that file;
 - ``text message``: a message the tool prints, quoted in Troubleshooting; the code must print exactly that.
 
 Fast tests check every command, block and key; ``test_docs_run_as_written`` (slow) executes them.
@@ -248,6 +249,17 @@ def test_every_recipe_block_loads(tmp_path: Path) -> None:
             load_recipe(path)
         except RecipeError as error:
             pytest.fail(f"{block}: {error}")
+
+
+def test_recipe_excerpts_match_their_files() -> None:
+    """A ``yaml recipe from=recipes/X.yaml`` block quotes keys of that file with the file's values."""
+    excerpts = [b for b in read_blocks(GUIDE) if b.language == "yaml" and any(m.startswith("from=") for m in b.marks)]
+    assert excerpts
+    for block in excerpts:
+        (source,) = [m.removeprefix("from=") for m in block.marks if m.startswith("from=")]
+        shipped = yaml.safe_load((REPO / source).read_text(encoding="utf-8"))
+        quoted = yaml.safe_load(block.text)
+        assert {k: shipped.get(k) for k in quoted} == quoted, f"{block} differs from {source}"
 
 
 def test_recipe_reference_lists_every_key_with_its_default(tmp_path: Path) -> None:
