@@ -408,7 +408,8 @@ def _train(recipe: Recipe, dataset_dir: Path, run_dir: Path, model_dir: Path, re
     trainer.train(resume_from_checkpoint=resume)
     train_seconds = time.monotonic() - start
     trainer.save_model(str(model_dir))
-    processor.save_pretrained(str(model_dir))
+    if trainer.args.should_save:  # one writer under torchrun / accelerate launch
+        processor.save_pretrained(str(model_dir))
     if trainer.ema is not None and trainer.args.should_save:
         trainer.ema.model.save_pretrained(str(run_dir / "model-ema"))
         processor.save_pretrained(str(run_dir / "model-ema"))
