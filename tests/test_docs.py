@@ -71,6 +71,7 @@ SUBSTITUTIONS = {
     "--recipe recipes/demo-cpu.yaml": "--recipe recipes/demo-cpu.yaml --num_epochs 1",
     "--recipe recipes/cpu-weak.yaml": "--recipe recipes/cpu-weak.yaml --num_epochs 1",
     "--num_epochs 20": "--num_epochs 2",  # two checkpoints, for `ai2text average`
+    "--max_steps 2000": "--max_steps 4",
     # a trained model (the session's `trained_model` fixture, copied) where the docs use the demo model
     "runs/demo/model": "runs/trained/model",
     "runs/demo/eval": "runs/trained/eval",
