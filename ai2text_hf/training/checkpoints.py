@@ -1,6 +1,6 @@
 """Checkpoints: atomic saves, what is kept, when to evaluate and save, and where a resumed run continues.
 
-- Each checkpoint is written into ``checkpoints/.staging/checkpoint-N`` and renamed into place once
+- Each checkpoint is written into ``checkpoints/_staging/checkpoint-N`` and renamed into place once
   complete, so a run killed mid-save leaves no ``checkpoint-N`` behind that ``--resume latest`` could pick.
   (transformers 5 writes ``checkpoint-N`` in place, and its ``get_last_checkpoint`` takes any folder of that
   name, finished or not.) The next run removes the staging leftovers.
@@ -28,7 +28,8 @@ from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 logger = logging.getLogger("ai2text_hf.training")
 
-STAGING = ".staging"
+# "_" first: the Trainer's Hub pushes of the checkpoints folder skip "_*", so a half-written checkpoint never uploads.
+STAGING = "_staging"
 STATE_NAME = "ai2text_state.json"
 TRAINER_STATE_NAME = "trainer_state.json"
 
