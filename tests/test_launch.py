@@ -92,23 +92,36 @@ def test_launcher_precision_reaches_the_run_and_beats_the_recipe(name: str) -> N
 
 
 @pytest.mark.slow
-def test_accelerate_launch_cpu_config_trains(trained_model: TrainedModel, tmp_path: Path) -> None:
-    """A real `accelerate launch` of scripts/train.py with the guide's flags: a few steps; the launcher's precision
-    wins and says so."""
+@pytest.mark.parametrize(
+    ("launcher", "recipe_flags", "precision", "note"),
+    [
+        ([], ["--use-amp"], "no", "accelerate launch sets mixed precision 'no' but the recipe asks for 'fp16'"),
+        (["--mixed_precision", "bf16"], [], "bf16", "accelerate launch sets mixed precision 'bf16' but the recipe"),
+    ],
+    ids=["config-beats-recipe-amp", "bf16-launcher-beats-recipe-fp32"],
+)
+def test_accelerate_launch_cpu_config_trains(
+    trained_model: TrainedModel, tmp_path: Path, launcher: list[str], recipe_flags: list[str], precision: str, note: str
+) -> None:
+    """A real `accelerate launch` of scripts/train.py with the guide's flags: a few steps in the launcher's
+    precision (bf16 autocast runs on the CPU too), and the run says the launcher won."""
     run = tmp_path / "run"
     command = [
-        sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(CONFIGS / "cpu.yaml"),
+        sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(CONFIGS / "cpu.yaml"), *launcher,
         str(REPO / "scripts" / "train.py"), "--config", str(TINY_RECIPE), "--dataset", str(trained_model.dataset_dir),
-        "--checkpoint_dir", str(run), "--num_epochs", "1", "--max_steps", "3", "--use-amp", "--disable_tqdm",
-        "--multi_gpu",
+        "--checkpoint_dir", str(run), "--num_epochs", "1", "--max_steps", "3", "--disable_tqdm", "--multi_gpu",
+        *recipe_flags,
     ]  # fmt: skip
     environment = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
     result = subprocess.run(command, cwd=REPO, env=environment, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "--multi_gpu: training on several GPUs takes a launcher" in result.stderr
     log = (run / "logs" / "training.log").read_text(encoding="utf-8")
-    assert "accelerate launch sets mixed precision 'no' but the recipe asks for 'fp16'" in log
-    assert "Preflight: device CPU, mixed precision off" in log
+    assert note in log and "the launcher wins" in log
+    assert "Preflight: device CPU" in log
+    saved = json.loads((run / "hyperparameters.json").read_text(encoding="utf-8"))
+    assert saved["resolved"]["precision"] == precision
+    assert saved["training_arguments"]["bf16"] is (precision == "bf16")
     assert (run / "model" / "config.json").is_file()
 
 
