@@ -30,6 +30,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
@@ -373,8 +374,10 @@ def test_docs_run_as_written(doc: Path, workdir: Path) -> None:
             argv = [sys.executable, "-c", script]
         else:
             argv = ["bash", "-e", "-o", "pipefail", "-c", script]
+        start = time.monotonic()
         result = subprocess.run(
             argv, cwd=workdir, env=_environment(), capture_output=True, text=True, timeout=600
         )
+        print(f"{block}: {time.monotonic() - start:.1f} s")  # shown with pytest -s: where the minutes go
         output = (result.stdout + result.stderr)[-4000:]
         assert result.returncode == 0, f"{block} failed (exit {result.returncode}):\n{script}\n---\n{output}"
