@@ -187,9 +187,16 @@ class Recipe:
 
 
 class _RecipeLoader(yaml.SafeLoader):
-    """PyYAML follows YAML 1.1, which reads ``5e-4`` (no dot) as a string; read it as a number, like YAML 1.2."""
+    """PyYAML follows YAML 1.1, which reads ``5e-4`` (no dot) as a string and ``no``/``on`` as booleans
+    (``--eval_strategy no`` would become ``False``); read both as YAML 1.2 does."""
 
 
+_BOOL = "tag:yaml.org,2002:bool"
+_RecipeLoader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag != _BOOL]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_RecipeLoader.add_implicit_resolver(_BOOL, re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF"))
 _RecipeLoader.add_implicit_resolver(
     "tag:yaml.org,2002:float", re.compile(r"^[-+]?[0-9][0-9_]*(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"), list("-+0123456789")
 )
