@@ -93,12 +93,15 @@ def test_augmentation_on_a_features_dataset_says_to_prepare_on_the_fly(corpus: P
         train(recipe, dataset_dir=features, output_dir=tmp_path / "run")
 
 
-@pytest.mark.parametrize("source", ["csv", "prepared"])
+@pytest.mark.parametrize("source", ["csv", "prepared-audio", "prepared-features"])
 def test_streamed_train_split_trains_for_max_steps(corpus: Path, tmp_path: Path, source: str) -> None:
     if source == "csv":
         dataset, extra = corpus / "corpus" / "metadata.csv", {}
-    else:
+    elif source == "prepared-audio":
         dataset, extra = corpus / "otf", {"streaming": True}
+    else:
+        dataset, extra = tmp_path / "features", {"streaming": True}
+        prepare_dataset(corpus / "corpus" / "metadata.csv", dataset, progress=False)
     recipe = load_recipe(
         TINY_RECIPE,
         {**SMALL, **extra, "max_steps": 4, "stream_buffer_size": 6, "eval_strategy": "steps", "eval_steps": 2,

@@ -164,7 +164,7 @@ def _with_labels(
     dataset: datasets.Dataset | datasets.IterableDataset, tokenizer: AI2TextTokenizer
 ) -> datasets.Dataset | datasets.IterableDataset:
     if isinstance(dataset, datasets.IterableDataset):
-        return dataset.map(_tokenize, batched=True, fn_kwargs={"tokenizer": tokenizer})
+        return dataset.map(_tokenize, batched=True, fn_kwargs={"tokenizer": tokenizer}).with_format("numpy")
     # A new column, not a map: the (large) feature or audio column is not rewritten.
     return dataset.add_column("labels", tokenizer(list(dataset["text"]))["input_ids"]).with_format("numpy")
 
