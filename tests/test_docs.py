@@ -291,6 +291,25 @@ def test_every_subcommand_is_in_the_guide() -> None:
     assert not missing, f"subcommands the guide never shows: {missing}"
 
 
+def _anchor(heading: str) -> str:
+    """GitHub's anchor for a Markdown heading."""
+    return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+
+
+def test_links_between_the_docs_resolve() -> None:
+    anchors = {
+        doc: {_anchor(h) for h in re.findall(r"^#+ (.+)$", doc.read_text(encoding="utf-8"), flags=re.M)}
+        for doc in DOCS
+    }
+    broken = []
+    for doc in DOCS:
+        for target, anchor in re.findall(r"\]\(([\w./-]*\.md|)(?:#([\w-]+))?\)", doc.read_text(encoding="utf-8")):
+            linked = (doc.parent / target).resolve() if target else doc
+            if not linked.is_file() or (anchor and anchor not in anchors.get(linked, set())):
+                broken.append(f"{doc.name}: ({target}#{anchor})")
+    assert not broken, broken
+
+
 def test_every_substitution_is_used() -> None:
     runnable = "".join(b.text for b in all_blocks() if "runnable" in b.marks)
     assert not [key for key in SUBSTITUTIONS if key not in runnable]
