@@ -41,6 +41,7 @@ import yaml
 from conftest import REPO, TrainedModel
 
 from ai2text_hf.cli import build_parser, main
+from ai2text_hf.training import arguments
 from ai2text_hf.training.guards import OOM_ADVICE, BlankPredictionGuard, NonFiniteLossReport, OverfittingGuard
 from ai2text_hf.training.recipe import Recipe, RecipeError, load_recipe, parse_overrides
 
@@ -315,8 +316,12 @@ def test_every_substitution_is_used() -> None:
     assert not [key for key in SUBSTITUTIONS if key not in runnable]
 
 
-def _printed_messages(capsys: pytest.CaptureFixture, caplog: pytest.LogCaptureFixture) -> list[str]:
+def _printed_messages(capsys, caplog, monkeypatch) -> list[str]:
     """What the tool prints for the Troubleshooting examples, made by the code itself with the guide's values."""
+    monkeypatch.setattr(arguments, "_available_device", lambda: "cpu")  # the guide's example machine
+    hardware = arguments.resolve_hardware(load_recipe(None, {"use_amp": True}), environ={})
+    with pytest.raises(RecipeError) as no_gpu:
+        arguments.resolve_hardware(load_recipe(None, {"device": "cuda"}), environ={})
     state = SimpleNamespace(log_history=[])
     args = SimpleNamespace(metric_for_best_model="cer")
     messages = [OOM_ADVICE.format(where=" at step 120", max_batch_seconds=200, grad_accum_steps=1)]
@@ -331,16 +336,17 @@ def _printed_messages(capsys: pytest.CaptureFixture, caplog: pytest.LogCaptureFi
             state.log_history.append({"loss": train_loss})
             overfitting.on_evaluate(args, state, None, metrics={"eval_loss": val_loss})
     messages += [record.getMessage() for record in caplog.records]
+    messages += [f"Preflight: {note}" for note in hardware.notes] + [f"error: {no_gpu.value}"]
     assert main(["train", "--learning_rat", "1e-3"]) == 2
     messages.append(capsys.readouterr().err.strip())
     return messages
 
 
-def test_troubleshooting_quotes_the_messages_the_tool_prints(capsys, caplog) -> None:
+def test_troubleshooting_quotes_the_messages_the_tool_prints(capsys, caplog, monkeypatch) -> None:
     """Each ``text message`` block is exactly what the code prints for its example values, and vice versa."""
     quoted = [b.text.strip() for b in read_blocks(GUIDE) if b.language == "text" and "message" in b.marks]
-    printed = _printed_messages(capsys, caplog)
-    assert len(printed) == 6
+    printed = _printed_messages(capsys, caplog, monkeypatch)
+    assert len(printed) == 8
     assert sorted(quoted) == sorted(printed)
 
 
