@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import shutil
@@ -53,15 +54,19 @@ def test_unwritable_output_folder_stops_with_the_fix(tmp_path: Path) -> None:
 def test_missing_dataset_stops_with_the_prepare_command(tmp_path: Path) -> None:
     with pytest.raises(PreflightError, match=r"does not exist: pass --dataset.*ai2text prepare --csv"):
         check_dataset(tmp_path / "nope")
-    with pytest.raises(FileNotFoundError, match=r"not a prepared dataset \(no manifest.json\)"):
-        check_dataset(tmp_path)
+    with pytest.raises(PreflightError, match="does not exist"):
+        check_dataset(tmp_path / "metadata.csv")
+    (tmp_path / "metadata.csv").write_text("file_path,transcript\n")
+    check_dataset(tmp_path / "metadata.csv")  # a CSV to stream is a dataset too
 
 
-def test_dataset_version_is_printed(trained_model: TrainedModel, caplog: pytest.LogCaptureFixture) -> None:
-    with caplog.at_level(logging.INFO, logger="ai2text_hf"):
-        manifest = check_dataset(trained_model.dataset_dir)
-    assert f"version {manifest['fingerprint'][:12]}" in caplog.text
-    assert str(manifest["counts"]["train"]) in caplog.text
+def test_dataset_version_device_and_batch_are_printed_before_training(trained_model: TrainedModel) -> None:
+    manifest = json.loads((trained_model.dataset_dir / "manifest.json").read_text(encoding="utf-8"))
+    log = (trained_model.run_dir / "logs" / "training.log").read_text(encoding="utf-8")
+    assert f"version {manifest['fingerprint'][:12]}" in log
+    assert "Preflight: device CPU, mixed precision off (float32)." in log
+    assert "Preflight: effective batch up to 60 s of audio per optimizer step" in log
+    assert log.index("Preflight: effective batch") < log.index("Summary:")
 
 
 def test_too_little_disk_for_the_checkpoints_stops(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -95,5 +100,4 @@ def test_effective_batch_counts_processes_and_accumulation(caplog: pytest.LogCap
 def test_training_on_a_missing_dataset_writes_nothing(tmp_path: Path) -> None:
     with pytest.raises(PreflightError, match="does not exist"):
         train(load_recipe(TINY_RECIPE), dataset_dir=tmp_path / "missing", output_dir=tmp_path / "run")
-    assert not (tmp_path / "run" / "model").exists()
-    assert not (tmp_path / "run" / "recipe.yaml").exists()
+    assert not (tmp_path / "run").exists()
