@@ -190,6 +190,7 @@ def _recipe_keys_help() -> str:
         "  ...and any transformers.TrainingArguments field (e.g. --max_steps 1000, --disable_tqdm). "
         "A true/false key alone (--reset-head) means true. Precedence: command line > recipe > defaults."
     )
+    lines.append("  What each key does: docs/training-guide.md#every-key.")
     return "\n".join(lines)
 
 
