@@ -143,11 +143,31 @@ def test_unknown_model_is_404(client: httpx.Client, wavs: list[Path]) -> None:
     assert "'nope' is not loaded" in _detail(_post(client, wavs[0], model="nope"), 404)
 
 
-@pytest.mark.parametrize("megabytes", [1.1, 3.0])  # read and refused / refused by Content-Length alone
-def test_oversize_upload_is_413(client: httpx.Client, megabytes: float) -> None:
+@pytest.mark.parametrize(
+    "megabytes, refusal",
+    [(1.1, "'big.wav' is larger than"), (3.0, "The request (3.0 MiB) is larger than")],
+    ids=["file-over-limit", "declared-length-over-limit"],
+)
+def test_oversize_upload_is_413(client: httpx.Client, megabytes: float, refusal: str) -> None:
     data = os.urandom(int(megabytes * 2**20))
     response = client.post("/transcribe", files={"audio": ("big.wav", data, "audio/wav")})
-    assert "limit of 1" in _detail(response, 413)
+    assert refusal + " the server's limit of 1.0 MiB" in _detail(response, 413)
+
+
+def test_oversize_chunked_upload_is_413(client: httpx.Client) -> None:
+    boundary = "ai2text-test"
+    head = f'--{boundary}\r\nContent-Disposition: form-data; name="audio"; filename="big.wav"\r\n'
+    head += "Content-Type: audio/wav\r\n\r\n"
+
+    def body() -> Iterator[bytes]:  # a generator: sent chunked, without a Content-Length
+        yield head.encode()
+        for _ in range(24):
+            yield bytes(2**16)
+        yield f"\r\n--{boundary}--\r\n".encode()
+
+    headers = {"content-type": f"multipart/form-data; boundary={boundary}"}
+    response = client.post("/transcribe", content=body(), headers=headers)
+    assert "The request is larger than the server's limit of 1.0 MiB" in _detail(response, 413)
 
 
 def test_too_long_audio_is_413(client: httpx.Client) -> None:

@@ -23,10 +23,7 @@ from pydantic import BaseModel, Field
 
 from .batching import BatchSettings, QueueFullError, WorkerClosedError
 from .registry import ModelLoadError, ModelRegistry, UnknownModelError
-from .uploads import check_content_type, decode_upload, read_upload
-
-#: Room for the multipart framing and the text fields on top of the audio in a request's Content-Length.
-FORM_OVERHEAD_BYTES = 256 * 1024
+from .uploads import UploadSizeLimit, check_content_type, decode_upload, read_upload
 
 
 @dataclass(frozen=True)
@@ -152,19 +149,7 @@ def create_app(model: str | Path | None = None, settings: ServeSettings | None =
         detail = f"The server is busy ({error}); retry in a moment."
         return JSONResponse({"detail": detail}, status_code=503, headers={"Retry-After": "1"})
 
-    @app.middleware("http")
-    async def _refuse_oversize(request: Request, call_next):
-        # Refuse by the declared length before the multipart parser spools the body to disk.
-        length = request.headers.get("content-length", "")
-        if request.url.path == "/transcribe" and length.isdigit():
-            if int(length) > settings.max_upload_bytes + FORM_OVERHEAD_BYTES:
-                detail = (
-                    f"The request ({int(length) / 2**20:.1f} MiB) is larger than the server's limit of "
-                    f"{settings.max_upload_mb:g} MiB per audio file. Send a shorter recording or a compressed "
-                    "format (FLAC, OGG, MP3)."
-                )
-                return JSONResponse({"detail": detail}, status_code=413)
-        return await call_next(request)
+    app.add_middleware(UploadSizeLimit, path="/transcribe", max_bytes=settings.max_upload_bytes)
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     async def page() -> str:
