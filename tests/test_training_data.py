@@ -215,3 +215,25 @@ def test_wav2vec2_on_a_features_dataset_says_to_prepare_on_the_fly(tiny_wav2vec2
     recipe = load_recipe(TINY_RECIPE, {**SMALL, "init_from": str(tiny_wav2vec2)})
     with pytest.raises(ValueError, match=r"Wav2Vec2ForCTC, which reads raw audio.*--on-the-fly"):
         build_trainer(recipe, features, tmp_path / "run")
+
+
+@pytest.mark.slow
+def test_streamed_training_runs_under_two_processes(corpus: Path, tmp_path: Path) -> None:
+    """torchrun, 2 CPU processes (gloo): each reads its own shards of the stream and both reach max_steps."""
+    import os
+    import subprocess
+    import sys
+
+    from conftest import REPO
+
+    run = tmp_path / "run"
+    command = [
+        sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", str(REPO / "scripts" / "train.py"),
+        "--recipe", str(TINY_RECIPE), "--dataset", str(corpus / "corpus" / "metadata.csv"), "--output-dir", str(run),
+        "--max_steps", "4", "--stream_buffer_size", "6", "--d_model", "48", "--num_encoder_layers", "1",
+        "--logging_steps", "1", "--ddp_backend", "gloo", "--disable_tqdm", "true",
+    ]  # fmt: skip
+    environment = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    result = subprocess.run(command, cwd=REPO, env=environment, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert len(_losses(run)) == 4 and (run / "model" / "model.safetensors").is_file()

@@ -23,6 +23,7 @@ import datasets
 import numpy as np
 import torch
 from accelerate.data_loader import DataLoaderShard
+from datasets.distributed import split_dataset_by_node
 from torch.utils.data import DataLoader
 from torch.utils.tensorboard import SummaryWriter
 from transformers import EarlyStoppingCallback, PreTrainedModel, TrainerCallback, TrainingArguments, set_seed
@@ -76,8 +77,11 @@ class CTCTrainer(EmaEvaluationMixin, GuardedCTCLossMixin):
     def _loader(self, dataset, sampler: DurationBatchSampler | None, collator) -> DataLoader:
         """Keeps the columns the collator reads (``audio`` is no model argument, yet the collator needs it)."""
         if sampler is None:  # a stream: BucketedStream packs rows by duration and yields whole batches
+            stream = dataset.select_columns([*collator.columns, "duration"])
+            if self.args.world_size > 1:  # each process reads its own shards of the stream
+                stream = split_dataset_by_node(stream, rank=self.args.process_index, world_size=self.args.world_size)
             dataset = BucketedStream(
-                dataset.select_columns([*collator.columns, "duration"]),
+                stream,
                 self.recipe.max_batch_seconds,
                 self.recipe.batch_size,
                 self.recipe.stream_buffer_size,
@@ -93,13 +97,15 @@ class CTCTrainer(EmaEvaluationMixin, GuardedCTCLossMixin):
             num_workers=self.args.dataloader_num_workers,
             pin_memory=self.args.dataloader_pin_memory,
         )
-        if sampler is not None and sampler.num_replicas > 1:
-            # The sampler already gives this process its share of the global batches: accelerate must not
-            # shard again. DataLoaderShard (unsharded) still forwards set_epoch and places batches on the device.
+        if (sampler.num_replicas if sampler is not None else self.args.world_size) > 1:
+            # The sampler (or the stream split) already gives this process its share of the global batches:
+            # accelerate must not shard again. DataLoaderShard (unsharded) still forwards set_epoch and places
+            # batches on the device.
             return DataLoaderShard(
                 dataset,
                 device=self.args.device,
                 batch_sampler=sampler,
+                batch_size=None if sampler is None else 1,
                 collate_fn=collator,
                 num_workers=loader.num_workers,
                 pin_memory=loader.pin_memory,
