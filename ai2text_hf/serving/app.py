@@ -123,8 +123,6 @@ def create_app(model: str | Path | None = None, settings: ServeSettings | None =
         summary="Vietnamese speech-to-text (CTC) with word timings and confidences.",
         lifespan=lifespan,
     )
-    app.state.registry = registry
-    app.state.settings = settings
 
     @app.exception_handler(RequestValidationError)
     async def _invalid_request(_: Request, error: RequestValidationError) -> JSONResponse:
