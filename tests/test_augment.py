@@ -14,7 +14,7 @@ from ai2text_hf.data.augment import (
     speed_perturb,
     time_stretch,
 )
-from ai2text_hf.data.collator import AudioCTCCollator, ctc_frames_needed
+from ai2text_hf.data.collator import AudioCTCCollator
 from ai2text_hf.feature_extraction_ai2text import AI2TextFeatureExtractor
 
 RATE = 16000
@@ -107,10 +107,6 @@ def test_bad_augmentation_settings_are_refused() -> None:
         WaveformAugmenter(stretch=[1.1, 0.9])
 
 
-def test_ctc_frames_needed_counts_a_blank_between_repeats() -> None:
-    assert ctc_frames_needed(np.array([3, 4, 4, 5, 5, 5])) == 6 + 3
-
-
 def test_on_the_fly_collator_gives_the_features_preparation_stores() -> None:
     extractor = AI2TextFeatureExtractor()
     waves = [_speechlike(1.0, seed=1), _speechlike(1.7, seed=2)]
@@ -132,3 +128,18 @@ def test_augmenting_collator_changes_train_audio_per_epoch() -> None:
     collator.epoch = 1
     assert not np.array_equal(first, collator(items)["input_features"])
     assert not np.array_equal(first, AudioCTCCollator(extractor)(items)["input_features"])
+
+
+def test_collator_keeps_the_tempo_when_the_labels_would_not_fit() -> None:
+    extractor = AI2TextFeatureExtractor()
+    wave = _speechlike(1.0)
+
+    def frames(samples: int) -> int:
+        return int(extractor.num_frames(samples)) // 4
+
+    fitting = [5, 5] + [6 + i % 40 for i in range(frames(len(wave)) - 3)]  # the repeat needs a blank: all frames
+    collator = AudioCTCCollator(extractor, WaveformAugmenter(prob=0.0, speed_perturb=[1.5]), frames)
+    kept = collator([{"id": "u", "audio": wave, "labels": fitting}])
+    assert int(kept["attention_mask"].sum()) == extractor.num_frames(len(wave))
+    faster = collator([{"id": "u", "audio": wave, "labels": fitting[:5]}])
+    assert int(faster["attention_mask"].sum()) == extractor.num_frames(round(len(wave) / 1.5))

@@ -11,6 +11,7 @@ import torch
 from transformers.feature_extraction_sequence_utils import SequenceFeatureExtractor
 
 from .augment import WaveformAugmenter
+from .validation import ctc_min_frames
 
 #: What the model's CTC loss and the Trainer's metric code treat as "no label".
 LABEL_PAD_ID = -100
@@ -19,12 +20,6 @@ LABEL_PAD_ID = -100
 def pad_labels(items: Sequence[dict[str, Any]], pad_id: int = LABEL_PAD_ID) -> torch.Tensor:
     labels = [torch.tensor(np.asarray(item["labels"], dtype=np.int64)) for item in items]
     return torch.nn.utils.rnn.pad_sequence(labels, batch_first=True, padding_value=pad_id)
-
-
-def ctc_frames_needed(labels: np.ndarray) -> int:
-    """Output frames CTC needs for ``labels``: one per token plus a blank between repeated tokens."""
-    labels = np.asarray(labels)
-    return int(len(labels) + np.count_nonzero(labels[1:] == labels[:-1]))
 
 
 @dataclass
@@ -93,7 +88,7 @@ class AudioCTCCollator:
     def _augment(self, wave: np.ndarray, item: dict[str, Any]) -> np.ndarray:
         fits = None
         if self.output_frames is not None and "labels" in item:
-            needed, frames = ctc_frames_needed(item["labels"]), self.output_frames
+            needed, frames = ctc_min_frames(list(item["labels"])), self.output_frames
 
             def fits(samples: int) -> bool:
                 return frames(samples) >= needed

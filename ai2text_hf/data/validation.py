@@ -172,9 +172,10 @@ def resolve_path(given: str, root: Path, allow_outside_root: bool) -> tuple[str,
     return path, (OUTSIDE_ROOT, fix)
 
 
-def ctc_min_frames(text: str) -> int:
-    """Fewest logit frames CTC needs for ``text``: one per label, plus a blank between repeated labels."""
-    return len(text) + sum(a == b for a, b in zip(text, text[1:]))
+def ctc_min_frames(labels: Sequence) -> int:
+    """Fewest logit frames CTC needs for ``labels`` (a transcript's characters or its token ids): one per
+    label, plus a blank between repeated labels."""
+    return len(labels) + int(sum(a == b for a, b in zip(labels, labels[1:])))
 
 
 def screen_rows(
