@@ -125,12 +125,13 @@ def test_streamed_training_needs_max_steps(corpus: Path, tmp_path: Path) -> None
 
 
 def test_init_from_our_model_loads_its_weights(otf_run, corpus: Path, tmp_path: Path) -> None:
-    recipe = load_recipe(TINY_RECIPE, {**SMALL, "init_from": str(otf_run.model_dir), "freeze_layers": 1})
-    trainer, _ = build_trainer(recipe, corpus / "otf", tmp_path / "run")
+    frozen = {"init_from": str(otf_run.model_dir), "freeze_layers": 1, "freeze_feature_encoder": True}
+    trainer, _ = build_trainer(load_recipe(TINY_RECIPE, {**SMALL, **frozen}), corpus / "otf", tmp_path / "run")
     saved = type(trainer.model).from_pretrained(otf_run.model_dir).state_dict()
     for name, value in trainer.model.state_dict().items():
         assert torch.equal(value, saved[name]), name
     assert not any(p.requires_grad for p in trainer.model.layers[0].parameters())
+    assert not any(p.requires_grad for p in trainer.model.subsampling.parameters())
     assert all(p.requires_grad for p in trainer.model.lm_head.parameters())
 
 
