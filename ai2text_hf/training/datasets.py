@@ -134,6 +134,12 @@ def model_inputs(splits: Splits, recipe: Recipe, tokenizer: AI2TextTokenizer, in
     if augment:
         settings = {k: v for k, v in asdict(recipe.augmentation).items() if k != "enabled"}
         augmenter = WaveformAugmenter(**settings, sample_rate=initial.feature_extractor.sampling_rate, seed=recipe.seed)
+        logger.info(
+            "Waveform augmentation of train utterances: %s each with probability %g; speed perturbation %s.",
+            ", ".join(augmenter.types) or "no types",
+            augmenter.prob,
+            list(augmenter.speed_perturb) or "off",
+        )
     return TrainingData(
         train,
         val,
