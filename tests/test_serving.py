@@ -17,6 +17,7 @@ from conftest import TrainedModel
 from ai2text_hf.decoding import DecodingOptions
 from ai2text_hf.inference import Transcriber
 from ai2text_hf.serving import BackgroundServer, BatchSettings, ServeSettings, create_app
+from ai2text_hf.serving.batching import MicroBatcher, QueueFullError, WorkerClosedError
 
 MAX_UPLOAD_MB = 1.0
 MAX_AUDIO_SECONDS = 20.0
@@ -228,6 +229,22 @@ def test_concurrent_requests_share_model_runs(client: httpx.Client, wavs: list[P
     after = next(m for m in client.get("/models").json()["models"] if m["name"] == "tiny")
     assert after["requests"] - before["requests"] == len(jobs)
     assert after["batches"] - before["batches"] < len(jobs) / 2  # batched, not one model run per request
+
+
+def test_a_full_queue_refuses_and_closing_answers_what_was_queued(transcriber: Transcriber) -> None:
+    batcher = MicroBatcher(transcriber, BatchSettings(max_batch=1, max_wait=0, max_queue=1))
+    wave = np.zeros(16000 * 20, dtype=np.float32)  # long enough to keep the worker busy while we submit
+    futures, refused = [], 0
+    for _ in range(3):
+        try:
+            futures.append(batcher.submit(wave, transcriber.decoder))
+        except QueueFullError:
+            refused += 1
+    batcher.close()
+    assert refused >= 1
+    assert all(future.done() and future.exception() is None for future in futures)
+    with pytest.raises(WorkerClosedError):
+        batcher.submit(wave, transcriber.decoder)
 
 
 def test_page_and_api_docs_are_served(client: httpx.Client) -> None:
