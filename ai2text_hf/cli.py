@@ -758,7 +758,7 @@ def main(argv: list[str] | None = None) -> int:
                 "push": _run_push,
                 "export": _run_export,
             }[args.command](args)
-    except (FileNotFoundError, FileExistsError, ValueError) as error:
+    except (FileNotFoundError, FileExistsError, ValueError, ConnectionError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     return 0

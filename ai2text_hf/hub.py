@@ -27,6 +27,10 @@ AUTO_MAP_FILES = ("config.json", "tokenizer_config.json", "processor_config.json
 TAGS = ["automatic-speech-recognition", "ctc", "vietnamese", "ai2text"]
 
 
+class HubPushError(ConnectionError):
+    """The Hub refused or could not be reached; the message says what to check."""
+
+
 def _code_files(model_dir: Path) -> set[str]:
     """The ``.py`` files the folder's auto_maps name, with the files they import relatively."""
     modules: set[str] = set()
@@ -204,19 +208,25 @@ def push_model(
     model_dir = Path(model_dir)
     files = hub_files(model_dir)
     card = model_card_for_folder(model_dir, repo_id, license)
-    api = hf_api()
-    api.create_repo(repo_id, token=token, private=private, exist_ok=True)
-    if revision and revision != "main":
-        api.create_branch(repo_id, branch=revision, token=token, exist_ok=True)
     operations = [CommitOperationAdd(path_in_repo=f.name, path_or_fileobj=str(f)) for f in files]
     operations.append(CommitOperationAdd(path_in_repo=CARD_NAME, path_or_fileobj=str(card).encode("utf-8")))
-    return api.create_commit(
-        repo_id,
-        operations,
-        commit_message=commit_message or f"Upload {model_dir}",
-        token=token,
-        revision=revision,
-    )
+    api = hf_api()
+    try:
+        api.create_repo(repo_id, token=token, private=private, exist_ok=True)
+        if revision and revision != "main":
+            api.create_branch(repo_id, branch=revision, token=token, exist_ok=True)
+        return api.create_commit(
+            repo_id,
+            operations,
+            commit_message=commit_message or f"Upload {model_dir}",
+            token=token,
+            revision=revision,
+        )
+    except Exception as error:  # network, offline mode, authentication, permission: the client's many types
+        raise HubPushError(
+            f"Pushing {model_dir} to {repo_id} failed: {error}\nCheck the network, that HF_HUB_OFFLINE is unset, "
+            f"and that the token (--token, HF_TOKEN or `hf auth login`) may write to {repo_id}."
+        ) from error
 
 
 class CompleteHubPushCallback(TrainerCallback):

@@ -259,6 +259,13 @@ def test_push_refuses_a_folder_whose_auto_map_names_missing_code(trained_model, 
     assert hub.commits == []
 
 
+def test_push_without_the_hub_exits_with_what_to_check(trained_model, monkeypatch, capsys) -> None:
+    """The real client in offline mode (as in every test here): a clear error, not a traceback."""
+    monkeypatch.setattr(transformers_hub, "_hf_api", None)  # hf_api() makes a real HfApi
+    assert main(["push", "--model", str(trained_model.model_dir), "--repo-id", REPO_ID]) == 2
+    assert "HF_HUB_OFFLINE is unset" in capsys.readouterr().err
+
+
 def test_trainer_pushes_during_training_are_complete_folders(trained_model, hub, tmp_path: Path) -> None:
     from ai2text_hf.training.recipe import load_recipe
     from ai2text_hf.training.trainer import train
