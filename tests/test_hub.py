@@ -207,9 +207,10 @@ def _weights_sum(model: torch.nn.Module) -> float:
 
 
 def _local_copy(trained_model, tmp_path: Path) -> Path:
-    """The fixture's model as ``<tmp>/run/model`` beside its recipe (the shared cache is never written)."""
+    """The fixture's model as ``<tmp>/run/model`` beside its recipe (the shared cache is never written), without
+    the evaluations other tests may have recorded in the fixture's folder."""
     run = tmp_path / "run"
-    shutil.copytree(trained_model.model_dir, run / "model")
+    shutil.copytree(trained_model.model_dir, run / "model", ignore=shutil.ignore_patterns("evaluations.json"))
     shutil.copy(trained_model.run_dir / "recipe.yaml", run / "recipe.yaml")
     return run / "model"
 
