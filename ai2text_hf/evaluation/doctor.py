@@ -17,7 +17,6 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -84,12 +83,8 @@ def _score_split(transcriber: Transcriber, dataset, split: str) -> list[Suspect]
         features = rows[stored]
         if stored == "audio":
             features = featurize_batch(features, transcriber.feature_extractor)
-        tensors = [torch.from_numpy(np.asarray(f, dtype=np.float32)) for f in features]
-        lengths = torch.tensor([t.shape[0] for t in tensors])
-        padded = torch.nn.utils.rnn.pad_sequence(tensors, batch_first=True).to(transcriber.device)
-        mask = (torch.arange(padded.shape[1])[None, :] < lengths[:, None]).to(transcriber.device)
-        logits = model(input_features=padded, attention_mask=mask).logits
-        out_lengths = model._get_feat_extract_output_lengths(lengths)
+        logits, out_lengths = transcriber.logits(features)
+        logits = logits.float().cpu()
         labels = tokenizer(list(rows["text"]))["input_ids"]
         losses = F.ctc_loss(
             F.log_softmax(logits, dim=-1, dtype=torch.float32).transpose(0, 1),
