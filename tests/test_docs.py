@@ -95,7 +95,7 @@ class Block:
         return f"{self.doc.relative_to(REPO)}:{self.line}"
 
 
-_FENCE = re.compile(r"^```(\S*)[ \t]*(.*)$")
+_FENCE = re.compile(r"^( *)```(\S*)[ \t]*(.*)$")  # indented fences too (blocks inside list items)
 
 
 def read_blocks(doc: Path) -> list[Block]:
@@ -104,11 +104,12 @@ def read_blocks(doc: Path) -> list[Block]:
         fence = _FENCE.match(line)
         if current is None and fence:
             current, start, body = fence, number, []
-        elif current is not None and line.startswith("```"):
-            blocks.append(Block(doc, start, current[1], frozenset(current[2].split()), "\n".join(body) + "\n"))
+        elif current is not None and line.strip().startswith("```"):
+            marks = frozenset(current[3].split())
+            blocks.append(Block(doc, start, current[2], marks, "\n".join(body) + "\n"))
             current = None
         elif current is not None:
-            body.append(line)
+            body.append(line.removeprefix(current[1]))
     assert current is None, f"{doc}:{start}: unclosed code fence"
     return blocks
 
