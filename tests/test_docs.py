@@ -38,7 +38,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 import yaml
-from conftest import REPO, TrainedModel
+from conftest import REPO, SHARED, TrainedModel
 
 from ai2text_hf.cli import build_parser, main
 from ai2text_hf.training import arguments
@@ -291,6 +291,18 @@ def test_every_subcommand_is_in_the_guide() -> None:
     action = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
     missing = [name for name in action.choices if f"ai2text {name}" not in text]
     assert not missing, f"subcommands the guide never shows: {missing}"
+
+
+def test_migration_table_covers_the_old_guide() -> None:
+    """Every flag, script and file the old guide names has a row (where the old guide is at hand)."""
+    seed = SHARED / "seed" / "TRAINING_GUIDE.md"
+    if not seed.is_file():
+        pytest.skip(f"{seed} is not present (shared data only exists beside the project checkout)")
+    old = seed.read_text(encoding="utf-8")
+    guide = GUIDE.read_text(encoding="utf-8")
+    table = guide[guide.index("## Migration table") :]
+    named = set(re.findall(r"(?<![\w-])--[a-z][a-z_]*", old)) | set(re.findall(r"[\w/]+\.(?:py|pt|db|yaml|log)\b", old))
+    assert not sorted(name for name in named if name not in table)
 
 
 def _anchor(heading: str) -> str:
