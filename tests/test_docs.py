@@ -52,7 +52,8 @@ MARKS = {"runnable", "gpu", "hub", "manual"}
 SHELLS = {"bash", "sh", "shell"}
 # Subcommands that take recipe keys as --key value.
 RECIPE_COMMANDS = {"train", "tune"}
-# Folders of the clone the docs refer to by relative path; linked (read-only) into the scratch folder.
+# Folders of the clone the docs refer to by relative path; symlinked into the scratch folder, so runnable
+# blocks must not write into them.
 CLONE_FOLDERS = ["recipes", "accelerate_configs", "scripts"]
 
 
@@ -66,7 +67,7 @@ def _free_port() -> int:
 # guide runs in minutes on 2 CPU cores. Every entry must be used (test_every_substitution_is_used).
 _PORT = _free_port()
 SUBSTITUTIONS = {
-    # 40 sentences, one voice each, instead of the 7 000-sentence demo corpus
+    # 40 sentences, one voice each, instead of the demo corpus's 8 902 utterances
     "ai2text synth --output data/demo": "ai2text synth --output data/demo --max-sentences 40 --val-sentences 4 "
     "--test-sentences 6 --train-renditions 1",
     # one epoch instead of the recipe's
@@ -126,7 +127,7 @@ def command_lines(block: Block) -> list[list[str]]:
         tokens = shlex.split(line, comments=True)
         current: list[str] | None = None
         for token in tokens + [";"]:
-            if token in {"&&", "||", ";", "|", "&"} or token.endswith(";"):
+            if token in {"&&", "||", ";", "|", "&"} or token.endswith(";") or re.match(r"\d?>", token):
                 if current is not None:
                     commands.append(current)
                 current = None
@@ -373,8 +374,9 @@ def test_command_checks_catch_renamed_options() -> None:
     assert check_option_names(["evaluate", "--htm"])
     assert check_option_names(["train", "--grad_accum_steps", "--early_stopping.patience"]) is None
     assert check_option_names(["train", "--early_stopping.patients"])
-    lines = command_lines(Block(GUIDE, 1, "bash", frozenset(), "ai2text stats d && \\\n ai2text lm build --text a b\n"))
-    assert lines == [["stats", "d"], ["lm", "build", "--text", "a", "b"]]
+    text = "ai2text stats d && \\\n ai2text lm build --text a b > out.txt\n"
+    expected = [["stats", "d"], ["lm", "build", "--text", "a", "b"]]
+    assert command_lines(Block(GUIDE, 1, "bash", frozenset(), text)) == expected
 
 
 # ---------------------------------------------------------------------------------------------- running
