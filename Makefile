@@ -6,7 +6,7 @@ AI2TEXT := $(VENV)/bin/ai2text
 STAMP := $(VENV)/.installed
 SUDO := $(shell [ "$$(id -u)" = "0" ] || echo sudo)
 SYSTEM_TOOLS := espeak-ng ffmpeg sox
-BROWSER_TOOLS := chromium chromium-driver
+BROWSER_TOOLS := chromium chromium-driver curl
 DEMO_DATA := data/demo
 DEMO_SET := data/processed/demo
 DEMO_RUN := runs/demo
