@@ -12,6 +12,7 @@ seen the test text. ``--lm-text`` adds more text (e.g. ../shared/data/sentences/
 from __future__ import annotations
 
 import argparse
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -104,7 +105,7 @@ def main() -> None:
             rows.append(
                 (name, f"{len(references) / seconds:.1f}", f"{100 * rates['wer']:.2f}%", f"{100 * rates['cer']:.2f}%")
             )
-            print(rows[-1], flush=True)
+            print(*rows[-1], file=sys.stderr, flush=True)  # progress; the table goes to stdout
     print_table(
         f"CTC decoding on {Path(args.dataset).name}/{args.split} ({len(references)} utterances), model {args.model}",
         rows,

@@ -29,8 +29,7 @@ PACKAGES = ("torch", "torchaudio", "transformers", "datasets", "accelerate", "on
 def benchmarks(model: str, dataset: str) -> dict[str, list[str]]:
     """name -> arguments, in the order they run; ``--full`` adds the 20-minute training comparison."""
     return {
-        "features": [],
-        "prepare": [],
+        "prepare": [],  # also runs bench_features on the same audio
         "inference": ["--model", model],
         "long_audio": ["--model", model],
         "decode": ["--model", model, "--dataset", dataset],
