@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 from torch.utils.data import DataLoader
 from transformers import Trainer
+from transformers.trainer_callback import PrinterCallback
 
 from ai2text_hf.data.prepare import load_prepared
 from ai2text_hf.data.sampler import DurationBatchSampler
@@ -85,6 +86,7 @@ def measure(recipe: Recipe, dataset: Path, work: Path, grouping: str, batch_size
             per_device_train_batch_size=batch_size,
         )
     trainer, _ = build_trainer(load_recipe(None, overrides), dataset, work / grouping)
+    trainer.remove_callback(PrinterCallback)  # its per-log dicts would land in the results table's output
     seconds_per_frame = recipe.hop_length / recipe.sample_rate
     recorder = RecordingCollator(trainer.data_collator, seconds_per_frame)
     trainer.data_collator = recorder
