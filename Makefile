@@ -17,9 +17,18 @@ export TOKENIZERS_PARALLELISM := false
 
 install: $(STAMP)
 
+# torch's CUDA build (what plain pip takes here, and on most Linux machines) fills about 7 GB: say so
+# before pip starts rather than stop half-way through an install with "No space left on device".
+VENV_GB := 7
 $(STAMP): setup.cfg pyproject.toml
+	@mkdir -p $(VENV); free=$$(df -Pk $(VENV) | awk 'NR == 2 {print int($$4 / 1048576)}'); \
+	if [ "$$free" -lt $(VENV_GB) ]; then \
+		echo "make install: $$free GB free under $(abspath $(VENV)), the virtual environment needs about $(VENV_GB) GB." >&2; \
+		echo "Free some disk space, or put the environment elsewhere: make VENV=/path/with/space ..." >&2; \
+		exit 1; \
+	fi
 	python3 -m venv $(VENV)
-	$(VENV)/bin/pip install --quiet --disable-pip-version-check -e '.[dev]'
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check --no-cache-dir -e '.[dev]'
 	touch $(STAMP)
 
 # Debian packages the product uses: espeak-ng (synthetic corpus), ffmpeg (the transformers

@@ -56,13 +56,15 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _train(dataset: Path, run_dir: Path, processes: int, accumulation: int) -> subprocess.CompletedProcess:
+def _train(
+    dataset: Path, run_dir: Path, processes: int, accumulation: int, **extra: object
+) -> subprocess.CompletedProcess:
     options = {
         "d_model": 32, "num_encoder_layers": 1, "num_heads": 2, "d_ff": 64, "learning_rate": 3e-3,
         "max_batch_seconds": 10, "num_epochs": 3, "logging_steps": 1, "disable_tqdm": True,
         "dropout": 0, "attention_dropout": 0, "spec_augment": False,  # nothing random in the forward pass
         "grad_accum_steps": accumulation, "eval_strategy": "'no'", "save_strategy": "epoch",
-        "load_best_model_at_end": False,
+        "load_best_model_at_end": False, **extra,
     }  # fmt: skip
     train = [
         "scripts/train.py", "--recipe", str(TINY_RECIPE), "--dataset", str(dataset), "--output-dir", str(run_dir),
@@ -98,3 +100,15 @@ def test_two_processes_train_like_one_with_doubled_accumulation(small_dataset: P
     reference = load_file(one / "model" / "model.safetensors")
     for name, tensor in load_file(two / "model" / "model.safetensors").items():
         torch.testing.assert_close(tensor, reference[name], rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.slow
+def test_two_processes_stop_together_at_the_wall_clock_budget(small_dataset: Path, tmp_path: Path) -> None:
+    """Rank 0's clock decides: ranks that disagreed would hang in the next all-reduce (the timeout would fire)."""
+    run = tmp_path / "budget"
+    _train(small_dataset, run, processes=2, accumulation=1, num_epochs=500, max_train_minutes=0.1, warmup_steps=0)
+    log = (run / "logs" / "training.log").read_text(encoding="utf-8")
+    assert "Wall-clock budget of 0.1 min reached" in log
+    state = json.loads((complete_checkpoints(run / "checkpoints")[-1] / "trainer_state.json").read_text())
+    assert state["epoch"] < 500
+    assert [e["learning_rate"] for e in state["log_history"] if "learning_rate" in e][-1] < 3e-4

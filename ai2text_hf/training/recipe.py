@@ -123,6 +123,7 @@ class Recipe:
     pin_memory: bool = False
     seed: int = 42
     max_train_minutes: float | None = None  # wall-clock cap: stop, evaluate and keep the best model
+    fit_schedule_to_budget: bool = True  # with max_train_minutes, the LR schedule ends when the budget does
     # Checkpoints, evaluation and logging
     metric_for_best_model: str = "cer"  # cer, wer or loss
     validate_every: int = 1  # epochs between evaluations

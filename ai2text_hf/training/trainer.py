@@ -42,6 +42,7 @@ from .arguments import (
     resolve_hardware,
     warmup_steps,
 )
+from .budget import WallClockLimit
 from .checkpoints import CheckpointPlan, check_resume_position, remove_staging, resolve_resume
 from .datasets import CollatorEpoch, model_inputs, open_splits
 from .ema import EmaEvaluationMixin, EmaUpdate, WeightEMA
@@ -170,25 +171,6 @@ class CTCTrainer(EmaEvaluationMixin, GuardedCTCLossMixin):
         return loss, ids, labels
 
 
-class WallClockLimit(TrainerCallback):
-    """Stops training after ``minutes``; the epoch-end evaluation and best-model selection still run."""
-
-    def __init__(self, minutes: float):
-        self.seconds = minutes * 60
-        self.start = time.monotonic()
-
-    def on_train_begin(self, args, state, control, **kwargs):
-        self.start = time.monotonic()
-
-    def on_step_end(self, args, state, control, **kwargs):
-        if time.monotonic() - self.start > self.seconds:
-            logger.info(
-                "Wall-clock budget of %.1f min reached at step %d: stopping.", self.seconds / 60, state.global_step
-            )
-            control.should_training_stop = True
-        return control
-
-
 class EpochSummary(TrainerCallback):
     """Prints the guide's per-evaluation summary block and tracks the best checkpoint."""
 
@@ -280,6 +262,16 @@ def _compute_metrics_fn(tokenizer: AI2TextTokenizer, tone_placement: str):
     return compute_metrics
 
 
+def run_paths(
+    recipe: Recipe, dataset_dir: str | Path | None, output_dir: str | Path | None, default_run: str
+) -> tuple[Path, Path]:
+    """The dataset and run folders: the command line's, else the recipe's (``Path("")`` would silently be ".")."""
+    dataset = dataset_dir or recipe.dataset
+    if not dataset:
+        raise ValueError("No dataset given: pass --dataset DIR (a folder written by `ai2text prepare`).")
+    return Path(dataset), Path(output_dir or recipe.output_dir or default_run)
+
+
 def train(
     recipe: Recipe,
     dataset_dir: str | Path | None = None,
@@ -287,10 +279,7 @@ def train(
     resume: str | None = None,
 ) -> TrainResult:
     """Train a model as ``recipe`` says on a prepared dataset; write the run folder."""
-    dataset_dir = Path(dataset_dir or recipe.dataset or "")
-    if not str(dataset_dir):
-        raise ValueError("No dataset given: pass --dataset DIR (a folder written by `ai2text prepare`).")
-    run_dir = Path(output_dir or recipe.output_dir or "runs/default")
+    dataset_dir, run_dir = run_paths(recipe, dataset_dir, output_dir, "runs/default")
     model_dir = run_dir / "model"
     check_paths(dataset_dir, run_dir)
     handler = _setup_logging(run_dir / "logs")
@@ -372,7 +361,7 @@ def build_trainer(recipe: Recipe, dataset_dir: Path, run_dir: Path) -> tuple[CTC
         HyperparametersToTensorBoard(writer, recipe, resolved),
     ]
     if recipe.max_train_minutes:
-        callbacks.append(WallClockLimit(recipe.max_train_minutes))
+        callbacks.append(WallClockLimit(recipe.max_train_minutes, recipe.fit_schedule_to_budget))
     callbacks += [CheckpointPlan(recipe.validate_every, recipe.save_every), BlankPredictionGuard(), OverfittingGuard()]
     if recipe.early_stopping.enabled:
         stopping = recipe.early_stopping

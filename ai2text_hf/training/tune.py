@@ -30,7 +30,7 @@ from transformers import TrainingArguments
 from .arguments import RECIPE_TO_ARGUMENTS
 from .preflight import check_paths
 from .recipe import Recipe, RecipeError, load_recipe, save_recipe
-from .trainer import _setup_logging, build_model, build_trainer
+from .trainer import _setup_logging, build_model, build_trainer, run_paths
 
 logger = logging.getLogger("ai2text_hf.training")
 
@@ -101,10 +101,7 @@ def tune(
 ) -> TuneResult:
     """Search ``recipe.tune.search_space`` with Optuna; write ``best-recipe.yaml`` and ``trials.json``."""
     space = check_search_space(recipe)
-    dataset = Path(dataset_dir or recipe.dataset or "")
-    if not str(dataset):
-        raise ValueError("No dataset given: pass --dataset DIR (a folder written by `ai2text prepare`).")
-    run_dir = Path(output_dir or recipe.output_dir or "runs/tune")
+    dataset, run_dir = run_paths(recipe, dataset_dir, output_dir, "runs/tune")
     check_paths(dataset, run_dir)
     handler = _setup_logging(run_dir / "logs")
     try:
