@@ -83,6 +83,19 @@ def test_schedule_is_left_alone_when_the_steps_run_out_first(clock):
     assert lrs == expected
 
 
+def test_a_resumed_run_continues_the_budget_where_its_schedule_stood(clock):
+    scheduler = cosine(max_steps=1000)
+    for _ in range(500):  # the checkpoint's scheduler: half-way through its steps
+        scheduler.optimizer.step()
+        scheduler.step()
+    callback = WallClockLimit(1)
+    args = TrainingArguments(output_dir="unused", report_to=[])
+    callback.on_train_begin(
+        args, TrainerState(max_steps=1000, global_step=500), TrainerControl(), lr_scheduler=scheduler
+    )
+    assert callback.elapsed() == pytest.approx(30.0)  # half of the one-minute budget already spent
+
+
 def test_without_fit_schedule_the_budget_only_stops_training(clock):
     scheduler = cosine(max_steps=1000)
     lrs, control = run_steps(WallClockLimit(1, fit_schedule=False), scheduler, clock, 6.0, steps=1000, max_steps=1000)

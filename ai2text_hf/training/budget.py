@@ -37,8 +37,12 @@ class WallClockLimit(TrainerCallback):
         self.fit_schedule = fit_schedule
         self.start = time.monotonic()
 
-    def on_train_begin(self, args, state, control, **kwargs):
-        self.start = time.monotonic()
+    def on_train_begin(self, args, state, control, lr_scheduler=None, **kwargs):
+        """A resumed run continues the budget where its fitted schedule stood, rather than starting it over."""
+        spent = 0.0
+        if self.fit_schedule and lr_scheduler is not None and state.global_step > 0 and state.max_steps > 0:
+            spent = min(lr_scheduler.last_epoch / state.max_steps, 1.0) * self.seconds
+        self.start = time.monotonic() - spent
 
     def elapsed(self) -> float:
         """Seconds since training began, as rank 0 measures them."""
