@@ -11,6 +11,9 @@ DEMO_DATA := data/demo
 DEMO_SET := data/processed/demo
 DEMO_RUN := runs/demo
 export HF_HUB_OFFLINE := 1
+# pip installs without compiling (--no-compile: ~75 s of byte-compiling torch & co. on 2 cores); Python then
+# compiles and caches only the modules it imports, once, which it cannot do when this is set.
+unexport PYTHONDONTWRITEBYTECODE
 export TOKENIZERS_PARALLELISM := false
 
 .PHONY: install system-deps browser-deps apt-tools demo test test-slow lint bench clean
@@ -28,7 +31,7 @@ $(STAMP): setup.cfg pyproject.toml
 		exit 1; \
 	fi
 	python3 -m venv $(VENV)
-	$(VENV)/bin/pip install --quiet --disable-pip-version-check --no-cache-dir -e '.[dev]'
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check --no-cache-dir --no-compile -e '.[dev]'
 	touch $(STAMP)
 
 # Debian packages the product uses: espeak-ng (synthetic corpus), ffmpeg (the transformers
