@@ -41,14 +41,9 @@ def wav2vec2_like(target_millions: float) -> Wav2Vec2ForCTC:
     """Smallest Wav2Vec2ForCTC (default conv encoder) whose size reaches ``target_millions``."""
     for hidden in range(96, 1024, 16):
         config = Wav2Vec2Config(
-            vocab_size=96,
-            hidden_size=hidden,
-            num_hidden_layers=6,
-            num_attention_heads=4,
-            intermediate_size=4 * hidden,
-            num_conv_pos_embeddings=64,
-            num_conv_pos_embedding_groups=8,
-        )
+            vocab_size=96, hidden_size=hidden, num_hidden_layers=6, num_attention_heads=4,
+            intermediate_size=4 * hidden, num_conv_pos_embeddings=64, num_conv_pos_embedding_groups=8,
+        )  # fmt: skip
         model = Wav2Vec2ForCTC(config)
         if _params(model) >= target_millions:
             return model.eval()
@@ -76,19 +71,12 @@ def padded_samples(chunk: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
     return values, mask
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--model", help="a trained model folder (default: the demo architecture, random init)")
-    parser.add_argument("--count", type=int, default=40)
-    args = parser.parse_args()
+def measure(ours: AI2TextForCTC, baseline: Wav2Vec2ForCTC, waves: list[np.ndarray], exported: Path) -> None:
+    """Time both models in PyTorch and, exported into ``exported``, on onnxruntime; print both tables."""
     import onnxruntime
 
-    ours = (AI2TextForCTC.from_pretrained(args.model) if args.model else AI2TextForCTC(AI2TextConfig())).eval()
     extractor = AI2TextFeatureExtractor()
-    baseline = wav2vec2_like(_params(ours))
-    waves = demo_waveforms(args.count)
     audio_seconds = sum(len(w) for w in waves) / 16000
-    exported = Path(tempfile.mkdtemp(prefix="bench-inference-"))
     ours.config.save_pretrained(exported)
     export_onnx(ours, exported / ONNX_NAME)
     baseline_onnx = export_wav2vec2(baseline, exported / "wav2vec2.onnx")
@@ -147,6 +135,18 @@ def main() -> None:
         onnx_rows,
         ("setting", "ai2text RTF", "Wav2Vec2ForCTC RTF", "speed-up", "ai2text ONNX vs Wav2Vec2 PyTorch"),
     )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--model", help="a trained model folder (default: the demo architecture, random init)")
+    parser.add_argument("--count", type=int, default=40)
+    args = parser.parse_args()
+    ours = (AI2TextForCTC.from_pretrained(args.model) if args.model else AI2TextForCTC(AI2TextConfig())).eval()
+    baseline = wav2vec2_like(_params(ours))
+    waves = demo_waveforms(args.count)
+    with tempfile.TemporaryDirectory(prefix="bench-inference-") as folder:
+        measure(ours, baseline, waves, Path(folder))
 
 
 if __name__ == "__main__":
