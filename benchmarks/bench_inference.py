@@ -41,9 +41,14 @@ def wav2vec2_like(target_millions: float) -> Wav2Vec2ForCTC:
     """Smallest Wav2Vec2ForCTC (default conv encoder) whose size reaches ``target_millions``."""
     for hidden in range(96, 1024, 16):
         config = Wav2Vec2Config(
-            vocab_size=96, hidden_size=hidden, num_hidden_layers=6, num_attention_heads=4,
-            intermediate_size=4 * hidden, num_conv_pos_embeddings=64, num_conv_pos_embedding_groups=8,
-        )  # fmt: skip
+            vocab_size=96,
+            hidden_size=hidden,
+            num_hidden_layers=6,
+            num_attention_heads=4,
+            intermediate_size=4 * hidden,
+            num_conv_pos_embeddings=64,
+            num_conv_pos_embedding_groups=8,
+        )
         model = Wav2Vec2ForCTC(config)
         if _params(model) >= target_millions:
             return model.eval()
