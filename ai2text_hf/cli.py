@@ -211,8 +211,8 @@ def _add_recipe_options(p: argparse.ArgumentParser) -> None:
         "name for it. Without it, built-in defaults.",
     )
     p.add_argument(
-        "--dataset", help="Prepared dataset folder (from `ai2text prepare`), or a metadata CSV to stream. "
-        "Overrides the recipe's."
+        "--dataset",
+        help="Prepared dataset folder (from `ai2text prepare`), or a metadata CSV to stream. Overrides the recipe's.",
     )
     p.add_argument(
         "--output-dir", help="Run folder, e.g. runs/demo (the guide's --checkpoint_dir). Overrides the recipe's."
@@ -283,9 +283,15 @@ def _add_decoding_options(p: argparse.ArgumentParser) -> None:
         "--beam-width", type=int, help="CTC prefix beam search width (default 1 = greedy; 10 with --lm or --hotwords)."
     )
     g.add_argument("--lm", help="N-gram language model folder from `ai2text lm build` (or an ARPA file).")
-    g.add_argument("--lm-weight", type=float, help="Weight of the LM log probability (default 0.5).")
     g.add_argument(
-        "--word-score", type=float, help="Bonus per word with --lm; raise it if the LM merges words (default 3)."
+        "--lm-weight",
+        type=float,
+        help="Weight of the LM log probability (default: the value `ai2text lm tune` stored with the LM, else 0.5).",
+    )
+    g.add_argument(
+        "--word-score",
+        type=float,
+        help="Bonus per word with --lm; raise it if the LM merges words (default: the LM's tuned value, else 3).",
     )
     g.add_argument("--hotwords", help="File of phrases to boost (names, places, terms), one per line.")
     g.add_argument("--hotword-weight", type=float, help="Bonus per letter of a hotword phrase (default 1.5).")
@@ -371,6 +377,23 @@ def _add_lm(sub: argparse._SubParsersAction) -> None:
         default="classic",
         help="Tone placement of the model the LM is for (default classic).",
     )
+    t = actions.add_parser(
+        "tune",
+        help="Find the LM weight and word score for a model on a held-out split.",
+        description="Run the model once over --split (val by default; tuning on test would fit the weights to "
+        "the score you report), decode it with beam search at every point of the --lm-weights x --word-scores "
+        "grid, print the grid and store the best pair in the LM folder's decoding.json. Evaluate, transcribe "
+        "and the pipeline then use it with --lm unless --lm-weight/--word-score are given.",
+    )
+    t.add_argument("--model", required=True, help="Model folder, e.g. runs/demo/model.")
+    t.add_argument("--dataset", required=True, help="Prepared dataset folder.")
+    t.add_argument("--lm", required=True, help="LM folder from `ai2text lm build`; decoding.json is written into it.")
+    t.add_argument("--split", default="val", help="Held-out split to tune on (default val).")
+    t.add_argument("--beam-width", type=int, default=50, help="Beam width to tune for (default 50).")
+    t.add_argument("--lm-weights", type=float, nargs="+", help="LM weights to try (default 0.5 to 1.5).")
+    t.add_argument("--word-scores", type=float, nargs="+", help="Word scores to try (default 1.5 to 6).")
+    t.add_argument("--metric", choices=["cer", "wer"], default="cer", help="What to minimise (default cer).")
+    t.add_argument("--limit", type=int, help="Use only the first N utterances of the split.")
 
 
 def _add_push(sub: argparse._SubParsersAction) -> None:
@@ -665,6 +688,9 @@ def _run_compare(args: argparse.Namespace) -> None:
 
 
 def _run_lm(args: argparse.Namespace) -> None:
+    if args.lm_command == "tune":
+        _run_lm_tune(args)
+        return
     from .decoding.lm import ARPA_NAME, build_lm
 
     info = build_lm(args.text, args.output, args.order, args.tone_placement, args.exclude, args.splits)
@@ -673,6 +699,38 @@ def _run_lm(args: argparse.Namespace) -> None:
         f"{info['excluded_sentences']} excluded); n-grams per order: {info['ngrams']}"
     )
     print(f"Language model written: {Path(args.output) / ARPA_NAME}")
+
+
+def _run_lm_tune(args: argparse.Namespace) -> None:
+    from .decoding.lm import TUNED_NAME
+    from .evaluation.lm_tune import tune_lm_weights
+    from .evaluation.report import percent
+
+    result = tune_lm_weights(
+        args.model,
+        args.dataset,
+        args.lm,
+        args.split,
+        args.beam_width,
+        args.lm_weights,
+        args.word_scores,
+        args.metric,
+        args.limit,
+    )
+    setting = result["tuned_on"]
+    print(f"{setting['split']} split, {setting['utterances']} utterances, beam {setting['beam_width']}")
+    print(f"{'lm weight':>9}  {'word score':>10}  {'WER':>7}  {'CER':>7}")
+    for point in result["grid"]:
+        wer, cer = percent(point["wer"]), percent(point["cer"])
+        print(f"{point['lm_weight']:>9}  {point['word_score']:>10}  {wer:>7}  {cer:>7}")
+    greedy, best = result["greedy"], result["best"]
+    print(
+        f"Best: lm weight {result['lm_weight']}, word score {result['word_score']}: WER {percent(best['wer'])}, "
+        f"CER {percent(best['cer'])} (greedy: WER {percent(greedy['wer'])}, CER {percent(greedy['cer'])})"
+    )
+    for name in result["on_edge"]:
+        print(f"Note: the best {name.replace('_', ' ')} is at an end of the grid; try values beyond it.")
+    print(f"Stored in {Path(args.lm) / TUNED_NAME}")
 
 
 def _run_push(args: argparse.Namespace) -> None:

@@ -17,12 +17,11 @@ import tempfile
 import time
 from pathlib import Path
 
-import torch
-
 from ai2text_hf.data.prepare import load_prepared
-from ai2text_hf.decoding import DecodingOptions, build_decoder
+from ai2text_hf.decoding import DecodingOptions
 from ai2text_hf.decoding.lm import build_lm
-from ai2text_hf.inference import Transcriber, duration_batches
+from ai2text_hf.evaluation.lm_tune import decode_posteriors, split_posteriors
+from ai2text_hf.inference import Transcriber
 from ai2text_hf.metrics import error_rates
 
 from .common import REPO, print_table
@@ -42,15 +41,6 @@ def build_demo_lm(dataset_dir: Path, split: str, output: Path, order: int, extra
     return build_lm([train, *extra], output / "lm", order=order, exclude_files=[held_out])
 
 
-def posteriors(transcriber: Transcriber, dataset) -> list[tuple[list[int], torch.Tensor, torch.Tensor]]:
-    """``(dataset indices, logits, output lengths)`` of every duration batch of the split."""
-    durations = [float(d) for d in dataset["duration"]]
-    return [
-        (batch, *transcriber.logits(dataset[batch]["input_features"]))
-        for batch in duration_batches(durations, transcriber.max_batch_seconds)
-    ]
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default=str(REPO / "runs" / "demo" / "model"), help="trained model folder")
@@ -59,8 +49,8 @@ def main() -> None:
     parser.add_argument("--lm", help="LM folder (default: built from the train transcripts)")
     parser.add_argument("--order", type=int, default=3, help="order of the LM built when --lm is absent")
     parser.add_argument("--lm-text", nargs="*", default=[], help="more text for the LM built when --lm is absent")
-    parser.add_argument("--lm-weight", type=float, default=0.5, help="LM weight")
-    parser.add_argument("--word-score", type=float, default=3.0, help="word score with the LM")
+    parser.add_argument("--lm-weight", type=float, help="LM weight (default: the LM's tuned value, else untuned)")
+    parser.add_argument("--word-score", type=float, help="word score with the LM (default: as --lm-weight)")
     parser.add_argument("--widths", type=int, nargs="+", default=list(WIDTHS), help="beam widths")
     parser.add_argument("--limit", type=int, help="decode only the first N utterances")
     args = parser.parse_args()
@@ -71,7 +61,7 @@ def main() -> None:
         dataset = dataset.select(range(min(args.limit, len(dataset))))
     dataset = dataset.with_format("numpy", columns=["input_features"], output_all_columns=True)
     references = list(dataset["text"])
-    batches = posteriors(transcriber, dataset)
+    batches = split_posteriors(transcriber, dataset)
 
     with tempfile.TemporaryDirectory() as scratch:
         lm = args.lm
@@ -92,14 +82,8 @@ def main() -> None:
         ]
         rows = []
         for name, options in configs:
-            decoder = build_decoder(transcriber.tokenizer, options)
-            hypotheses = [""] * len(references)
             start = time.perf_counter()
-            for indices, logits, lengths in batches:
-                for index, decoded in zip(
-                    indices, decoder.decode(logits, lengths, transcriber.seconds_per_frame, False)
-                ):
-                    hypotheses[index] = decoded.text
+            hypotheses = decode_posteriors(transcriber, batches, options)
             seconds = time.perf_counter() - start
             rates = error_rates(references, hypotheses, transcriber.tokenizer.tone_placement)
             rows.append(

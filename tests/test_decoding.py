@@ -7,6 +7,7 @@ checks the same machinery on real posteriors, through ``Transcriber`` and the AS
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -205,3 +206,27 @@ def test_pipeline_subclass_decodes_like_the_transcriber(trained_model: TrainedMo
         assert result["confidence"] == pytest.approx(expected["confidence"], abs=1e-4)
         assert [c["text"] for c in result["chunks"]] == [w["word"] for w in expected["words"]]
         assert all(0.0 <= c["confidence"] <= 1.0 for c in result["chunks"])
+
+
+def test_lm_tune_stores_the_best_grid_point_which_decoding_then_uses(
+    trained_model: TrainedModel, tmp_path, capsys
+) -> None:
+    from ai2text_hf.cli import main
+
+    lm = tmp_path / "lm"
+    build_lm([trained_model.metadata], lm, order=3, splits=["train"])
+    args = ["lm", "tune", "--model", str(trained_model.model_dir), "--dataset", str(trained_model.dataset_dir)]
+    args += ["--lm", str(lm), "--beam-width", "10", "--lm-weights", "0.1", "0.8", "--word-scores", "0", "3"]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "Best: lm weight" in out and "Note: the best lm weight is at an end of the grid" in out
+    tuned = json.loads((lm / "decoding.json").read_text(encoding="utf-8"))
+    assert len(tuned["grid"]) == 4 and tuned["tuned_on"]["split"] == "val"
+    assert tuned["on_edge"] == ["lm_weight", "word_score"]  # two values per axis: the best is always an end
+    best = min(tuned["grid"], key=lambda point: (point["cer"], point["wer"]))
+    assert (tuned["lm_weight"], tuned["word_score"]) == (best["lm_weight"], best["word_score"])
+    options = DecodingOptions.create(lm=str(lm))
+    assert (options.lm_weight, options.word_score) == (best["lm_weight"], best["word_score"])
+    assert DecodingOptions.create(lm=str(lm), lm_weight=2.0).lm_weight == 2.0  # explicit values win
+    assert main(args + ["--split", "test"]) == 2
+    assert "not on test" in capsys.readouterr().err

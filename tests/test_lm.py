@@ -122,3 +122,11 @@ def test_lm_build_command_writes_the_model(capsys, tmp_path) -> None:
     assert "3-gram syllable LM from 2 sentences" in capsys.readouterr().out
     arpa = (tmp_path / "lm" / "lm.arpa").read_text(encoding="utf-8")
     assert arpa.startswith("\\data\\") and "\\3-grams:" in arpa and arpa.rstrip().endswith("\\end\\")
+
+
+def test_metadata_csv_gives_each_distinct_transcript_once(tmp_path) -> None:
+    corpus = tmp_path / "metadata.csv"
+    rows = [f"{name}.wav,Xin chào Việt Nam.,train" for name in "abc"] + ["d.wav,Hôm nay trời đẹp.,train"]
+    corpus.write_text("file_path,transcript,split\n" + "\n".join(rows) + "\n", encoding="utf-8")
+    assert read_text_lines(corpus) == ["Xin chào Việt Nam.", "Hôm nay trời đẹp."]
+    assert build_lm([corpus], tmp_path / "lm", order=2)["sentences"] == 2

@@ -10,6 +10,7 @@ peaky, and the few best tokens of a frame hold nearly all of its mass.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import torch
 from torchaudio.models.decoder import ctc_decoder
@@ -18,10 +19,14 @@ from ..tokenization_ai2text import AI2TextTokenizer
 from .core import CTCDecoder
 from .greedy import GreedyDecoder
 from .hotwords import DEFAULT_HOTWORD_WEIGHT, Hotwords
-from .lm import resolve_arpa
+from .lm import resolve_arpa, tuned_weights
 from .scorer import WordScorer
 
 DEFAULT_BEAM_WIDTH = 10
+# Untuned LM weights: the best pair on the first demo model's val split. `ai2text lm tune` finds the
+# pair for a given model and LM and stores it in the LM folder, where DecodingOptions picks it up.
+DEFAULT_LM_WEIGHT = 0.5
+DEFAULT_WORD_SCORE = 3.0
 
 
 @dataclass
@@ -32,8 +37,9 @@ class DecodingOptions:
         beam_width: hypotheses kept per frame.
         lm: LM folder from ``ai2text lm build`` (or an ARPA file).
         lm_weight: weight of the LM's log probability (natural log) against the acoustic log posteriors.
+            Unset: the value ``ai2text lm tune`` stored in the LM folder, else ``DEFAULT_LM_WEIGHT``.
         word_score: bonus per word with an LM, against the LM's cost of each word (which alone favours
-            merging syllables); 3.0 is best on the demo model's val split with ``lm_weight`` 0.5.
+            merging syllables). Unset: the LM folder's tuned value, else ``DEFAULT_WORD_SCORE``.
         hotwords: file of phrases to boost, one per line (``phrase<TAB>weight`` overrides the weight).
         hotword_weight: bonus per letter of a hotword phrase.
         token_beam: tokens tried per frame (the acoustically best ones).
@@ -42,8 +48,8 @@ class DecodingOptions:
 
     beam_width: int = 1
     lm: str | None = None
-    lm_weight: float = 0.5
-    word_score: float = 3.0
+    lm_weight: float | None = None
+    word_score: float | None = None
     hotwords: str | None = None
     hotword_weight: float = DEFAULT_HOTWORD_WEIGHT
     token_beam: int = 5
@@ -52,6 +58,11 @@ class DecodingOptions:
     def __post_init__(self) -> None:
         if self.beam_width < 1 or self.token_beam < 1:
             raise ValueError(f"beam_width and token_beam must be at least 1, got {self.beam_width}, {self.token_beam}")
+        tuned = tuned_weights(self.lm) if self.lm and Path(self.lm).is_dir() else {}
+        if self.lm_weight is None:
+            self.lm_weight = tuned.get("lm_weight", DEFAULT_LM_WEIGHT)
+        if self.word_score is None:
+            self.word_score = tuned.get("word_score", DEFAULT_WORD_SCORE)
 
     @classmethod
     def create(cls, beam_width: int | None = None, **options) -> DecodingOptions:

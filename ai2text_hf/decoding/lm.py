@@ -37,6 +37,7 @@ from ..normalization_vi import normalize_text
 BOS, EOS, UNK = "<s>", "</s>", "<unk>"
 ARPA_NAME = "lm.arpa"
 INFO_NAME = "lm.json"
+TUNED_NAME = "decoding.json"  # LM weight and word score tuned for this LM by `ai2text lm tune`
 FALLBACK_DISCOUNTS = (0.5, 1.0, 1.5)
 _LOG10_ZERO = -99.0  # ARPA's "probability zero" (used for <s>, which is never predicted)
 
@@ -46,7 +47,11 @@ Ngram = tuple[str, ...]
 def read_text_lines(path: str | Path, splits: Sequence[str] | None = None) -> list[str]:
     """Sentences of a text file: one per line; a ``.tsv`` gives its first column; a ``.csv`` with a
     ``transcript`` or ``text`` column (a metadata CSV) gives that column, only from rows whose ``split`` is in
-    ``splits`` when given (so an LM can be built from the train rows of a corpus without its test sentences)."""
+    ``splits`` when given (so an LM can be built from the train rows of a corpus without its test sentences).
+
+    A metadata CSV gives each distinct transcript once: in read speech many speakers read the same prompt, and
+    counting every reading multiplies the n-gram counts without adding text, which leaves Kneser-Ney no
+    singletons to estimate its discounts from."""
     path = Path(path)
     if path.suffix.lower() == ".csv":
         with path.open(encoding="utf-8-sig", newline="") as handle:
@@ -56,7 +61,7 @@ def read_text_lines(path: str | Path, splits: Sequence[str] | None = None) -> li
                 raise ValueError(f"{path} has no transcript, text or sentence column: {reader.fieldnames}")
             if splits is not None and "split" not in (reader.fieldnames or []):
                 raise ValueError(f"{path} has no split column to select {list(splits)} from")
-            return [row[column] for row in reader if splits is None or row["split"] in splits]
+            return list(dict.fromkeys(row[column] for row in reader if splits is None or row["split"] in splits))
     lines = path.read_text(encoding="utf-8-sig").splitlines()
     if path.suffix.lower() == ".tsv":
         lines = [line.split("\t", 1)[0] for line in lines]
@@ -260,6 +265,15 @@ def resolve_arpa(path: str | Path) -> Path:
     if not arpa.is_file():
         raise FileNotFoundError(f"No language model at {path}: expected an ARPA file or a folder with {ARPA_NAME}.")
     return arpa
+
+
+def tuned_weights(path: str | Path) -> dict[str, float]:
+    """``lm_weight`` and ``word_score`` stored in an LM folder by ``ai2text lm tune``; empty if it has none."""
+    tuned = Path(path) / TUNED_NAME
+    if not tuned.is_file():
+        return {}
+    values = json.loads(tuned.read_text(encoding="utf-8"))
+    return {key: float(values[key]) for key in ("lm_weight", "word_score")}
 
 
 def arpa_vocabulary(path: str | Path) -> list[str]:
