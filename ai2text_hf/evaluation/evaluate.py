@@ -75,6 +75,29 @@ def _append_history(model_dir: Path, metrics: dict, output_dir: Path) -> None:
     path.write_text(json.dumps(history, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
 
 
+def load_split(
+    transcriber: Transcriber,
+    dataset_dir: Path,
+    split: str,
+    limit: int | None = None,
+    manifest: dict | None = None,
+    purpose: str = "evaluate",
+):
+    """The first ``limit`` rows of a prepared ``split``, its features as numpy, after checking that the dataset's
+    features are the model's; a clear error for a missing or empty split."""
+    manifest = manifest or read_manifest(dataset_dir)
+    assert_features_match(manifest["feature_extractor"], transcriber.feature_extractor.to_dict(), str(dataset_dir))
+    data = load_prepared(dataset_dir)
+    if split not in data:
+        raise ValueError(f"{dataset_dir} has no split '{split}'; it has {sorted(data)}.")
+    dataset = data[split]
+    if limit:
+        dataset = dataset.select(range(min(limit, len(dataset))))
+    if len(dataset) == 0:
+        raise ValueError(f"Split '{split}' of {dataset_dir} is empty: nothing to {purpose}.")
+    return dataset.with_format("numpy", columns=["input_features"], output_all_columns=True)
+
+
 def evaluate_split(
     model_dir: str | Path,
     dataset_dir: str | Path,
@@ -89,16 +112,7 @@ def evaluate_split(
     model_dir, dataset_dir = Path(model_dir), Path(dataset_dir)
     transcriber = Transcriber(model_dir, max_batch_seconds=max_batch_seconds, decoding=decoding)
     manifest = read_manifest(dataset_dir)
-    assert_features_match(manifest["feature_extractor"], transcriber.feature_extractor.to_dict(), str(dataset_dir))
-    data = load_prepared(dataset_dir)
-    if split not in data:
-        raise ValueError(f"{dataset_dir} has no split '{split}'; it has {sorted(data)}.")
-    dataset = data[split]
-    if limit:
-        dataset = dataset.select(range(min(limit, len(dataset))))
-    if len(dataset) == 0:
-        raise ValueError(f"Split '{split}' of {dataset_dir} is empty: nothing to evaluate.")
-    dataset = dataset.with_format("numpy", columns=["input_features"], output_all_columns=True)
+    dataset = load_split(transcriber, dataset_dir, split, limit, manifest, "evaluate")
     durations = [float(d) for d in dataset["duration"]]
 
     hypotheses: list[str] = [""] * len(dataset)

@@ -18,12 +18,11 @@ from pathlib import Path
 
 import torch
 
-from ..data.features import assert_features_match
-from ..data.prepare import load_prepared, read_manifest
 from ..decoding import DecodingOptions, build_decoder
 from ..decoding.lm import TUNED_NAME, resolve_arpa
 from ..inference import Transcriber, duration_batches
 from ..metrics import error_rates
+from .evaluate import load_split
 
 # Around the untuned defaults (0.5, 3.0); demo models of 9-11 % greedy CER tuned to 0.75-1.0 and 3-4.5.
 DEFAULT_LM_WEIGHTS = (0.5, 0.75, 1.0, 1.25, 1.5)
@@ -75,18 +74,7 @@ def tune_lm_weights(
         raise ValueError(f"--lm {lm} is a file: tuned weights are stored in an LM folder (from `ai2text lm build`).")
     model_dir, dataset_dir = Path(model_dir), Path(dataset_dir)
     transcriber = Transcriber(model_dir)
-    assert_features_match(
-        read_manifest(dataset_dir)["feature_extractor"], transcriber.feature_extractor.to_dict(), str(dataset_dir)
-    )
-    data = load_prepared(dataset_dir)
-    if split not in data:
-        raise ValueError(f"{dataset_dir} has no split '{split}'; it has {sorted(data)}.")
-    dataset = data[split]
-    if limit:
-        dataset = dataset.select(range(min(limit, len(dataset))))
-    if len(dataset) == 0:
-        raise ValueError(f"Split '{split}' of {dataset_dir} is empty: nothing to tune on.")
-    dataset = dataset.with_format("numpy", columns=["input_features"], output_all_columns=True)
+    dataset = load_split(transcriber, dataset_dir, split, limit, purpose="tune on")
     references = list(dataset["text"])
     tone = transcriber.tokenizer.tone_placement
     posteriors = split_posteriors(transcriber, dataset)
