@@ -50,7 +50,7 @@ apt-tools:
 		$(SUDO) apt-get update -qq && $(SUDO) DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
 	fi
 
-$(DEMO_DATA)/metadata.csv: | install system-deps
+$(DEMO_DATA)/metadata.csv: ai2text_hf/resources/sentences_vi.txt | install system-deps
 	$(AI2TEXT) synth --output $(DEMO_DATA)
 
 $(DEMO_SET)/manifest.json: $(DEMO_DATA)/metadata.csv

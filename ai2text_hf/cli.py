@@ -34,7 +34,7 @@ def _add_synth(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, help="Random seed for splits and voice settings (default 1234).")
     p.add_argument("--val-sentences", type=int, help="Sentences held out for the val split (default 100).")
     p.add_argument("--test-sentences", type=int, help="Sentences held out for the test split (default 300).")
-    p.add_argument("--train-renditions", type=int, help="Voice settings speaking each train sentence (default 6).")
+    p.add_argument("--train-renditions", type=int, help="Voice settings speaking each train sentence (default 2).")
     p.add_argument("--max-sentences", type=int, help="Use only the first N sentences (quick runs).")
     p.add_argument("--workers", type=int, help="Parallel espeak-ng processes (default: CPU count).")
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import re
 import shutil
 import unicodedata
 from pathlib import Path
@@ -14,9 +15,11 @@ from ai2text_hf.data.synth import (
     METADATA_COLUMNS,
     EspeakNotFoundError,
     SynthConfig,
+    default_sentences_path,
     read_sentences,
     synthesize_corpus,
 )
+from ai2text_hf.normalization_vi import normalize_text, unknown_characters
 
 needs_espeak = pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng is not installed")
 
@@ -111,6 +114,20 @@ def test_read_sentences_tsv_header_and_nfd(tmp_path: Path) -> None:
     )
     assert read_sentences(path) == ["Tiếng Việt có dấu.", "Xin chào"]
     assert all(unicodedata.is_normalized("NFC", s) for s in read_sentences(path))
+
+
+def test_shipped_sentences_are_unique_classic_toned_and_in_the_alphabet() -> None:
+    """The demo corpus speaks these: a duplicate would leak between splits, a digit or an unknown letter would be
+    read differently by espeak-ng than written, and new-style tone marks would disagree with the labels."""
+    lines = default_sentences_path().read_text(encoding="utf-8").splitlines()
+    assert lines == read_sentences(default_sentences_path())  # NFC, no blank or repeated lines
+    labels = [normalize_text(line, "classic") for line in lines]
+    assert len(set(labels)) == len(lines)
+    assert not [line for line in lines if re.search(r"\d", line)]
+    assert not [label for label in labels if unknown_characters(label)]
+    # Classic placement already: normalising changes nothing but case and punctuation.
+    plain = [" ".join(re.sub(r"[^\w\s]", " ", line.lower()).split()) for line in lines]
+    assert [i for i, (a, b) in enumerate(zip(labels, plain)) if a != b] == []
 
 
 def test_config_from_dict() -> None:

@@ -55,7 +55,7 @@ class SynthConfig:
     """Sentences held out for validation (never in train)."""
     test_sentences: int = 300
     """Sentences held out for test (never in train); enough for a stable CER estimate."""
-    train_renditions: int = 6
+    train_renditions: int = 2
     """Distinct voice settings speaking each train sentence: more acoustic variety per transcript."""
     val_renditions: int = 1
     """Voice settings per val sentence, drawn from the reserved settings only."""
