@@ -391,7 +391,7 @@ def _add_lm(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--split", default="val", help="Held-out split to tune on (default val).")
     t.add_argument("--beam-width", type=int, default=50, help="Beam width to tune for (default 50).")
     t.add_argument("--lm-weights", type=float, nargs="+", help="LM weights to try (default 0.5 to 1.5).")
-    t.add_argument("--word-scores", type=float, nargs="+", help="Word scores to try (default 1.5 to 6).")
+    t.add_argument("--word-scores", type=float, nargs="+", help="Word scores to try (default 1.5 to 9).")
     t.add_argument("--metric", choices=["cer", "wer"], default="cer", help="What to minimise (default cer).")
     t.add_argument("--limit", type=int, help="Use only the first N utterances of the split.")
 
