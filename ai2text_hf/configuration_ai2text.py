@@ -39,6 +39,12 @@ class AI2TextConfig(PretrainedConfig):
         num_freq_masks / freq_mask_width: frequency masks per utterance and their maximum width (bins).
         num_time_masks / time_mask_max_ratio: time masks per utterance and the maximum width of each as
             a share of the utterance's length.
+        interctc_layers: blocks (1-based) after which the CTC head also predicts (intermediate CTC,
+            Lee & Watanabe 2021); empty for none. Their losses train the lower blocks directly.
+        interctc_weight: share of the intermediate losses (their mean) in the training loss.
+        self_conditioning: add each intermediate prediction back into the hidden states through a
+            linear layer (self-conditioned CTC, Nozaki & Komatsu 2021), so the upper blocks refine
+            it; this also runs at inference.
     """
 
     model_type = "ai2text_ctc"
@@ -69,6 +75,9 @@ class AI2TextConfig(PretrainedConfig):
         freq_mask_width: int = 15,
         num_time_masks: int = 5,
         time_mask_max_ratio: float = 0.05,
+        interctc_layers: list[int] | tuple[int, ...] = (),
+        interctc_weight: float = 0.3,
+        self_conditioning: bool = True,
         pad_token_id: int = 0,
         **kwargs,
     ):
@@ -82,6 +91,14 @@ class AI2TextConfig(PretrainedConfig):
             raise ValueError(f"subsampling_factor must be 2, 4 or 8, got {subsampling_factor}")
         if conv_kernel_size % 2 == 0:
             raise ValueError(f"conv_kernel_size must be odd to keep frames aligned, got {conv_kernel_size}")
+        interctc_layers = sorted(set(interctc_layers or ()))
+        if any(not 1 <= index < num_encoder_layers for index in interctc_layers):
+            raise ValueError(
+                f"interctc_layers must name blocks 1 to {num_encoder_layers - 1} (the last block feeds the final "
+                f"CTC head already), got {interctc_layers}"
+            )
+        if interctc_layers and not 0.0 < interctc_weight < 1.0:
+            raise ValueError(f"interctc_weight must be between 0 and 1 (exclusive), got {interctc_weight}")
         self.vocab_size = vocab_size
         self.d_model = d_model
         self.num_encoder_layers = num_encoder_layers
@@ -106,6 +123,9 @@ class AI2TextConfig(PretrainedConfig):
         self.freq_mask_width = freq_mask_width
         self.num_time_masks = num_time_masks
         self.time_mask_max_ratio = time_mask_max_ratio
+        self.interctc_layers = interctc_layers
+        self.interctc_weight = interctc_weight
+        self.self_conditioning = self_conditioning
         kwargs.pop("inputs_to_logits_ratio", None)  # derived, never stored
         super().__init__(pad_token_id=pad_token_id, **kwargs)
 

@@ -6,6 +6,8 @@ transformers and, with a single-dot import, its configuration.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -21,6 +23,20 @@ def _conv_out_lengths(lengths: torch.Tensor, num_convs: int) -> torch.Tensor:
     for _ in range(num_convs):
         lengths = torch.div(lengths + 1, 2, rounding_mode="floor")
     return lengths
+
+
+def mix_ctc_losses(final: torch.Tensor, intermediate: list[torch.Tensor], weight: float) -> torch.Tensor:
+    """The training loss with intermediate CTC: ``(1 - weight) * final + weight * mean(intermediate)``."""
+    if not intermediate:
+        return final
+    return (1.0 - weight) * final + weight * torch.stack(intermediate).mean(0)
+
+
+@dataclass
+class AI2TextCTCOutput(CausalLMOutput):
+    """``CausalLMOutput`` plus the intermediate CTC logits (training, or when labels are given)."""
+
+    intermediate_logits: tuple[torch.Tensor, ...] | None = None
 
 
 def _lengths_to_mask(lengths: torch.Tensor, max_len: int) -> torch.Tensor:
@@ -239,8 +255,8 @@ class AI2TextForCTC(AI2TextPreTrainedModel):
     """Encoder with a linear CTC head over the character vocabulary.
 
     ``input_features`` (batch, frames, n_mels) and a frame-level ``attention_mask`` go in;
-    ``CausalLMOutput(loss, logits)`` comes out, ``logits`` being (batch, frames / subsampling, vocab).
-    Labels are padded with -100.
+    ``AI2TextCTCOutput(loss, logits)`` (a ``CausalLMOutput``) comes out, ``logits`` being
+    (batch, frames / subsampling, vocab). Labels are padded with -100.
     """
 
     def __init__(self, config: AI2TextConfig):
@@ -252,6 +268,12 @@ class AI2TextForCTC(AI2TextPreTrainedModel):
         self.final_norm = nn.LayerNorm(config.d_model, eps=config.layer_norm_eps)
         self.dropout = nn.Dropout(config.dropout)
         self.lm_head = nn.Linear(config.d_model, config.vocab_size)
+        # Self-conditioned CTC: one layer, shared by all intermediate predictions (as in ESPnet).
+        self.conditioning = (
+            nn.Linear(config.vocab_size, config.d_model)
+            if config.interctc_layers and config.self_conditioning
+            else None
+        )
         self.post_init()
 
     def _get_feat_extract_output_lengths(self, input_lengths: torch.Tensor) -> torch.Tensor:
@@ -282,7 +304,7 @@ class AI2TextForCTC(AI2TextPreTrainedModel):
         input_features: torch.Tensor,
         attention_mask: torch.Tensor | None = None,
         labels: torch.Tensor | None = None,
-    ) -> CausalLMOutput:
+    ) -> AI2TextCTCOutput:
         batch, time, _ = input_features.shape
         if attention_mask is None:
             lengths = torch.full((batch,), time, dtype=torch.long, device=input_features.device)
@@ -297,9 +319,15 @@ class AI2TextForCTC(AI2TextPreTrainedModel):
         pad_mask = ~_lengths_to_mask(out_lengths, out_time) if padded else None
         attn_mask = (~pad_mask)[:, None, None, :] if padded else None
         cos, sin = self.rotary(out_time, x.device, x.dtype)
-        for layer in self.layers:
+        return_intermediate = self.training or labels is not None
+        intermediate: list[torch.Tensor] = []
+        for index, layer in enumerate(self.layers, start=1):
             x = layer(x, attn_mask, pad_mask, cos, sin)
-        logits = self.lm_head(self.dropout(self.final_norm(x)))
+            if index in self.config.interctc_layers and (return_intermediate or self.conditioning is not None):
+                intermediate.append(self._ctc_logits(x))
+                if self.conditioning is not None:
+                    x = x + self.conditioning(intermediate[-1].softmax(-1))
+        logits = self._ctc_logits(x)
         if padded:
             # Frames past an utterance's end become certain blanks: the ASR pipeline decodes every frame of
             # a padded batch (batch_size > 1), so padding must not turn into characters there.
@@ -310,18 +338,26 @@ class AI2TextForCTC(AI2TextPreTrainedModel):
         if labels is not None:
             if labels.max() >= self.config.vocab_size:
                 raise ValueError(f"Label values must be < vocab_size ({self.config.vocab_size})")
-            label_mask = labels >= 0
-            target_lengths = label_mask.sum(-1)
-            targets = labels.masked_select(label_mask)
-            log_probs = F.log_softmax(logits, dim=-1, dtype=torch.float32).transpose(0, 1)
-            with torch.backends.cudnn.flags(enabled=False):
-                loss = F.ctc_loss(
-                    log_probs,
-                    targets,
-                    out_lengths,
-                    target_lengths,
-                    blank=self.config.pad_token_id,
-                    reduction=self.config.ctc_loss_reduction,
-                    zero_infinity=self.config.ctc_zero_infinity,
-                )
-        return CausalLMOutput(loss=loss, logits=logits)
+            losses = [self._ctc_loss(frame_logits, out_lengths, labels) for frame_logits in intermediate]
+            loss = mix_ctc_losses(self._ctc_loss(logits, out_lengths, labels), losses, self.config.interctc_weight)
+        return AI2TextCTCOutput(
+            loss=loss, logits=logits, intermediate_logits=tuple(intermediate) if return_intermediate else None
+        )
+
+    def _ctc_logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        """The shared CTC head, for the final and the intermediate predictions."""
+        return self.lm_head(self.dropout(self.final_norm(hidden)))
+
+    def _ctc_loss(self, logits: torch.Tensor, out_lengths: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        label_mask = labels >= 0
+        log_probs = F.log_softmax(logits, dim=-1, dtype=torch.float32).transpose(0, 1)
+        with torch.backends.cudnn.flags(enabled=False):
+            return F.ctc_loss(
+                log_probs,
+                labels.masked_select(label_mask),
+                out_lengths,
+                label_mask.sum(-1),
+                blank=self.config.pad_token_id,
+                reduction=self.config.ctc_loss_reduction,
+                zero_infinity=self.config.ctc_zero_infinity,
+            )

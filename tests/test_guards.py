@@ -117,3 +117,19 @@ def test_overfitting_is_flagged_when_val_loss_rises_while_train_loss_falls(
         state.log_history.append({"loss": 0.7})
         guard.on_evaluate(args, state, None, metrics={"eval_loss": 1.4})
     assert "Overfitting: val loss rose from 1.200 to 1.400" in caplog.text and "early_stopping" in caplog.text
+
+
+def test_trainer_loss_mixes_intermediate_ctc_like_the_model(small_dataset: Path, tmp_path: Path) -> None:
+    """The trainer computes CTC per utterance (for the guards): with intermediate CTC it must train on the
+    same mixture as the model's own loss, per label character."""
+    overrides = {**SMALL, "num_encoder_layers": 2, "interctc_layers": [1], "interctc_weight": 0.25}
+    recipe = load_recipe(TINY_RECIPE, {**overrides, "dropout": 0.0, "spec_augment": False})
+    trainer, _ = build_trainer(recipe, small_dataset, tmp_path / "run")
+    batch = next(iter(trainer.get_train_dataloader()))
+    model = trainer.model.train()
+    loss = trainer.compute_loss(model, batch)
+    model.config.ctc_loss_reduction = "sum"
+    inputs = {key: batch[key] for key in ("input_features", "attention_mask", "labels")}
+    expected = model(**inputs).loss / (batch["labels"] >= 0).sum()
+    torch.testing.assert_close(loss, expected)
+    assert model.config.interctc_layers == [1] and model.conditioning is not None

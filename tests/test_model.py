@@ -91,9 +91,16 @@ def test_save_load_round_trip_gives_identical_logits(tmp_path: Path) -> None:
     torch.testing.assert_close(after, before, rtol=0, atol=0)
 
 
-@pytest.mark.parametrize("block_type", ["conformer", "transformer"])
-def test_padded_batch_gives_each_utterance_its_own_logits(block_type: str) -> None:
-    model = _model(block_type=block_type)
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"block_type": "conformer"},
+        {"block_type": "transformer"},
+        {"block_type": "conformer", "num_encoder_layers": 3, "interctc_layers": [1, 2]},  # self-conditioned
+    ],
+)
+def test_padded_batch_gives_each_utterance_its_own_logits(options: dict) -> None:
+    model = _model(**options)
     waves = _waves(0.55, 3.1, 1.7)  # really different lengths: most of the short one is padding
     batch = _features(waves)
     with torch.no_grad():
@@ -138,6 +145,44 @@ def test_ctc_loss_with_padded_labels_is_finite_and_backpropagates() -> None:
     grads = [p.grad for p in model.parameters() if p.requires_grad]
     assert all(g is not None and torch.isfinite(g).all() for g in grads)
     assert sum(float(g.abs().sum()) for g in grads) > 0
+
+
+def test_intermediate_ctc_mixes_its_losses_into_the_training_loss() -> None:
+    model = _model(num_encoder_layers=3, interctc_layers=[1, 2], interctc_weight=0.4).train()
+    batch = _features(_waves(1.0, 1.6))
+    labels = torch.tensor([[5, 6, 2, 7, -100], [3, 4, 5, 2, 6]])
+    out = model(**batch, labels=labels)
+    assert len(out.intermediate_logits) == 2
+    assert out.intermediate_logits[0].shape == out.logits.shape
+    lengths = model._get_feat_extract_output_lengths(batch["attention_mask"].sum(-1))
+    single = [model._ctc_loss(logits, lengths, labels) for logits in out.intermediate_logits]
+    expected = 0.6 * model._ctc_loss(out.logits, lengths, labels) + 0.4 * (single[0] + single[1]) / 2
+    torch.testing.assert_close(out.loss, expected)
+    out.loss.backward()
+    assert model.conditioning.weight.grad.abs().sum() > 0  # the predictions are fed back, and that layer learns
+    model.eval()
+    with torch.no_grad():
+        assert model(**batch).intermediate_logits is None  # inference returns the final logits only
+
+
+def test_self_conditioning_feeds_the_intermediate_prediction_back() -> None:
+    conditioned = _model(num_encoder_layers=3, interctc_layers=[1])
+    plain = _model(num_encoder_layers=3, interctc_layers=[1], self_conditioning=False)
+    assert plain.conditioning is None
+    plain.load_state_dict(conditioned.state_dict(), strict=False)
+    inputs = _features(_waves(1.2))
+    with torch.no_grad():
+        torch.nn.init.normal_(conditioned.conditioning.weight, std=1.0)
+        assert not torch.allclose(conditioned(**inputs).logits, plain(**inputs).logits, atol=1e-3)
+        conditioned.conditioning.weight.zero_()
+        conditioned.conditioning.bias.zero_()
+        torch.testing.assert_close(conditioned(**inputs).logits, plain(**inputs).logits)
+
+
+@pytest.mark.parametrize("layers", [[0], [3], [4]])
+def test_intermediate_ctc_layer_must_be_below_the_last_block(layers: list[int]) -> None:
+    with pytest.raises(ValueError, match="interctc_layers must name blocks 1 to 2"):
+        _config(num_encoder_layers=3, interctc_layers=layers)
 
 
 def test_label_outside_the_vocabulary_is_refused() -> None:

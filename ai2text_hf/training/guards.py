@@ -18,6 +18,8 @@ import torch
 import torch.nn.functional as F
 from transformers import Trainer, TrainerCallback
 
+from ..modeling_ai2text import mix_ctc_losses
+
 logger = logging.getLogger("ai2text_hf.training")
 
 #: Evaluations after which all-blank predictions are no longer the normal start of CTC training.
@@ -109,9 +111,15 @@ class GuardedCTCLossMixin(Trainer):
         outputs = model(**inputs)
         unwrapped = self.accelerator.unwrap_model(model)
         out_lengths = unwrapped._get_feat_extract_output_lengths(inputs["attention_mask"].sum(-1))
-        losses, target_lengths, raw = utterance_ctc_losses(
-            outputs.logits, out_lengths, labels, unwrapped.config.pad_token_id
-        )
+        blank = unwrapped.config.pad_token_id
+        losses, target_lengths, raw = utterance_ctc_losses(outputs.logits, out_lengths, labels, blank)
+        intermediate = getattr(outputs, "intermediate_logits", None) or ()
+        if intermediate:
+            losses = mix_ctc_losses(
+                losses,
+                [utterance_ctc_losses(logits, out_lengths, labels, blank)[0] for logits in intermediate],
+                unwrapped.config.interctc_weight,
+            )
         if model.training:
             self.loss_report.check(raw, ids, self.state.global_step)
         if num_items_in_batch is None:

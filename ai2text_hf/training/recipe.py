@@ -90,6 +90,9 @@ class Recipe:
     block_type: str = _MODEL.block_type
     conv_kernel_size: int = _MODEL.conv_kernel_size
     subsampling_channels: int = _MODEL.subsampling_channels
+    interctc_layers: list[int] = field(default_factory=lambda: list(_MODEL.interctc_layers))
+    interctc_weight: float = _MODEL.interctc_weight
+    self_conditioning: bool = _MODEL.self_conditioning
     # SpecAugment (training only)
     spec_augment: bool = _MODEL.apply_spec_augment
     num_freq_masks: int = _MODEL.num_freq_masks
@@ -179,6 +182,9 @@ class Recipe:
             block_type=self.block_type,
             conv_kernel_size=self.conv_kernel_size,
             subsampling_channels=self.subsampling_channels,
+            interctc_layers=self.interctc_layers,
+            interctc_weight=self.interctc_weight,
+            self_conditioning=self.self_conditioning,
             apply_spec_augment=self.spec_augment,
             num_freq_masks=self.num_freq_masks,
             freq_mask_width=self.freq_mask_width,
