@@ -53,8 +53,9 @@ apt-tools:
 $(DEMO_DATA)/metadata.csv: ai2text_hf/resources/sentences_vi.txt | install system-deps
 	$(AI2TEXT) synth --output $(DEMO_DATA)
 
-$(DEMO_SET)/manifest.json: $(DEMO_DATA)/metadata.csv
-	$(AI2TEXT) prepare --csv $(DEMO_DATA)/metadata.csv --output $(DEMO_SET) --overwrite
+# The features are a function of the feature extractor's code too: prepare again when it changes.
+$(DEMO_SET)/manifest.json: $(DEMO_DATA)/metadata.csv ai2text_hf/feature_extraction_ai2text.py
+	$(AI2TEXT) prepare --csv $(DEMO_DATA)/metadata.csv --output $(DEMO_SET) --pitch --overwrite
 
 $(DEMO_RUN)/model/config.json: $(DEMO_SET)/manifest.json recipes/demo-cpu.yaml
 	rm -rf $(DEMO_RUN)

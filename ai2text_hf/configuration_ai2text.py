@@ -26,6 +26,8 @@ class AI2TextConfig(PretrainedConfig):
         dropout: dropout on residual branches and before the CTC head.
         attention_dropout: dropout on attention weights.
         n_mels: number of log-mel bins the feature extractor produces.
+        num_pitch_features: pitch columns after the mel bins (3 with the feature extractor's
+            ``pitch=True``, 0 without); they take their own 1-D path through the front end.
         hop_length: feature hop in samples; with ``subsampling_factor`` it fixes the logit rate.
         block_type: ``"conformer"`` (macaron FF + attention + convolution) or ``"transformer"``
             (the guide's plain pre-norm encoder).
@@ -59,6 +61,7 @@ class AI2TextConfig(PretrainedConfig):
         dropout: float = 0.1,
         attention_dropout: float = 0.0,
         n_mels: int = 80,
+        num_pitch_features: int = 0,
         hop_length: int = 160,
         sample_rate: int = 16000,
         block_type: str = "conformer",
@@ -107,6 +110,7 @@ class AI2TextConfig(PretrainedConfig):
         self.dropout = dropout
         self.attention_dropout = attention_dropout
         self.n_mels = n_mels
+        self.num_pitch_features = num_pitch_features
         self.hop_length = hop_length
         self.sample_rate = sample_rate
         self.block_type = block_type

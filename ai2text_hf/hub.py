@@ -137,7 +137,9 @@ def build_model_card(
         f"# {name}",
         "",
         f"Vietnamese speech-to-text: a {config.block_type.capitalize()}-CTC model ({size}{config.num_encoder_layers} "
-        f"blocks of width {config.d_model}, {config.n_mels} log-mel bins at {config.sample_rate} Hz, "
+        f"blocks of width {config.d_model}, {config.n_mels} log-mel bins"
+        f"{' and pitch (voicing, log-F0, its slope)' if config.num_pitch_features else ''} "
+        f"at {config.sample_rate} Hz, "
         f"{config.subsampling_factor}x time subsampling) predicting characters, trained with ai2text-hf and "
         "the Hugging Face Trainer.",
         "",

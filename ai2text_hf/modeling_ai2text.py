@@ -66,21 +66,34 @@ class ConvSubsampling(nn.Module):
                 )
             )
         self.convs = nn.ModuleList(layers)
+        self.n_mels = config.n_mels
+        # Pitch columns (after the mel bins) are a contour over time, not a spectrum: their own 1-D
+        # stride-2 convs bring them to the same frame rate, and they join the mel map before the projection.
+        pitch = config.num_pitch_features
+        self.pitch_convs = nn.ModuleList(
+            nn.Conv1d(pitch if index == 0 else channels, channels, kernel_size=3, stride=2, padding=1)
+            for index in range(self.num_convs if pitch else 0)
+        )
         freq = config.n_mels
         for _ in range(self.num_convs):
             freq = (freq + 1) // 2
-        self.out = nn.Linear(channels * freq, config.d_model)
+        self.out = nn.Linear(channels * freq + (channels if pitch else 0), config.d_model)
 
     def forward(self, features: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        x = features.unsqueeze(1)  # (batch, 1, time, mel)
-        for conv in self.convs:
+        x = features[..., : self.n_mels].unsqueeze(1)  # (batch, 1, time, mel)
+        pitch = features[..., self.n_mels :].transpose(1, 2)  # (batch, pitch features, time)
+        for index, conv in enumerate(self.convs):
             x = F.silu(conv(x))
             lengths = _conv_out_lengths(lengths, 1)
-            mask = _lengths_to_mask(lengths, x.shape[2])
-            x = x * mask[:, None, :, None].to(x.dtype)
+            mask = _lengths_to_mask(lengths, x.shape[2]).to(x.dtype)
+            x = x * mask[:, None, :, None]
+            if self.pitch_convs:
+                pitch = F.silu(self.pitch_convs[index](pitch)) * mask[:, None, :]
         batch, channels, time, freq = x.shape
-        x = self.out(x.permute(0, 2, 1, 3).reshape(batch, time, channels * freq))
-        return x, lengths
+        x = x.permute(0, 2, 1, 3).reshape(batch, time, channels * freq)
+        if self.pitch_convs:
+            x = torch.cat([x, pitch.transpose(1, 2)], dim=-1)
+        return self.out(x), lengths
 
 
 class RotaryEmbedding(nn.Module):
@@ -254,7 +267,7 @@ class AI2TextPreTrainedModel(PreTrainedModel):
 class AI2TextForCTC(AI2TextPreTrainedModel):
     """Encoder with a linear CTC head over the character vocabulary.
 
-    ``input_features`` (batch, frames, n_mels) and a frame-level ``attention_mask`` go in;
+    ``input_features`` (batch, frames, n_mels + num_pitch_features) and a frame-level ``attention_mask`` go in;
     ``AI2TextCTCOutput(loss, logits)`` (a ``CausalLMOutput``) comes out, ``logits`` being
     (batch, frames / subsampling, vocab). Labels are padded with -100.
     """
@@ -283,10 +296,11 @@ class AI2TextForCTC(AI2TextPreTrainedModel):
     def _spec_augment(self, features: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """Random frequency and time masks (filled with 0, the normalised mean), vectorised."""
         cfg = self.config
-        batch, time, n_mels = features.shape
+        batch, time, columns = features.shape
+        n_mels = cfg.n_mels
         device = features.device
-        keep = torch.ones(batch, time, n_mels, dtype=torch.bool, device=device)
-        mels = torch.arange(n_mels, device=device)
+        keep = torch.ones(batch, time, columns, dtype=torch.bool, device=device)
+        mels = torch.arange(columns, device=device)  # pitch columns sit past the last mel: never freq-masked
         for _ in range(cfg.num_freq_masks):
             width = torch.randint(0, cfg.freq_mask_width + 1, (batch, 1), device=device)
             start = (torch.rand(batch, 1, device=device) * (n_mels - width + 1)).long()
@@ -305,7 +319,15 @@ class AI2TextForCTC(AI2TextPreTrainedModel):
         attention_mask: torch.Tensor | None = None,
         labels: torch.Tensor | None = None,
     ) -> AI2TextCTCOutput:
-        batch, time, _ = input_features.shape
+        batch, time, columns = input_features.shape
+        expected = self.config.n_mels + self.config.num_pitch_features
+        if columns != expected:
+            raise ValueError(
+                f"input_features have {columns} columns per frame, but this model expects {expected} "
+                f"({self.config.n_mels} mel bins + {self.config.num_pitch_features} pitch columns). Compute them "
+                "with the model's own feature extractor (AutoFeatureExtractor.from_pretrained on its folder), or "
+                "prepare the data with the matching --pitch / --no-pitch."
+            )
         if attention_mask is None:
             lengths = torch.full((batch,), time, dtype=torch.long, device=input_features.device)
         else:

@@ -35,22 +35,22 @@ SETTINGS = ((1, 1), (2, 8))  # (threads, batch size), as bench_inference
 
 
 def _random_model(folder: Path) -> Path:
-    """The demo architecture with random weights, saved with a processor (speed does not depend on weights)."""
-    AI2TextForCTC(AI2TextConfig()).save_pretrained(str(folder))
-    AI2TextProcessor(feature_extractor=AI2TextFeatureExtractor(), tokenizer=AI2TextTokenizer()).save_pretrained(
-        str(folder)
-    )
+    """The demo architecture (pitch columns on) with random weights, saved with a processor (speed does not
+    depend on weights)."""
+    AI2TextForCTC(AI2TextConfig(num_pitch_features=3)).save_pretrained(str(folder))
+    extractor = AI2TextFeatureExtractor(pitch=True)
+    AI2TextProcessor(feature_extractor=extractor, tokenizer=AI2TextTokenizer()).save_pretrained(str(folder))
     return folder
 
 
-def _features(args: argparse.Namespace) -> list[np.ndarray]:
+def _features(args: argparse.Namespace, model_dir: Path) -> list[np.ndarray]:
     if args.dataset:
         from ai2text_hf.data.prepare import load_prepared
 
         rows = load_prepared(args.dataset)[args.split]
         rows = rows.select(range(min(args.count, len(rows)))).with_format("numpy")
         return [np.asarray(f, dtype=np.float32) for f in rows["input_features"]]
-    extractor = AI2TextFeatureExtractor()
+    extractor = AI2TextFeatureExtractor.from_pretrained(model_dir)
     return [extractor(w, sampling_rate=16000)["input_features"][0] for w in demo_waveforms(args.count)]
 
 
@@ -70,11 +70,11 @@ def main() -> None:
     if args.quick:
         args.count = 4
     repeats = 1 if args.quick else 3
-    features = _features(args)
-    audio_seconds = sum(len(f) for f in features) * 160 / 16000
 
     with tempfile.TemporaryDirectory() as tmp:
         model_dir = Path(args.model) if args.model else _random_model(Path(tmp) / "model")
+        features = _features(args, model_dir)
+        audio_seconds = sum(len(f) for f in features) * 160 / 16000
         reports = {
             name: export_model(
                 model_dir, Path(tmp) / name.replace(" ", "-"), dataset=args.dataset, split=args.split,

@@ -21,6 +21,7 @@ def main(count: int = 200) -> None:
     waves = demo_waveforms(count)
     audio_seconds = sum(len(w) for w in waves) / 16000
     ours = AI2TextFeatureExtractor()
+    with_pitch = AI2TextFeatureExtractor(pitch=True)
     whisper = WhisperFeatureExtractor(feature_size=80)
 
     def run_ours_batched():
@@ -30,6 +31,10 @@ def main(count: int = 200) -> None:
     def run_ours_single():
         for w in waves:
             ours(w, sampling_rate=16000, padding=False)
+
+    def run_pitch_single():
+        for w in waves:
+            with_pitch(w, sampling_rate=16000, padding=False)
 
     def run_whisper():
         for w in waves:
@@ -42,6 +47,7 @@ def main(count: int = 200) -> None:
     results = {
         "ai2text (batches of 32)": best_time(run_ours_batched),
         "ai2text (one by one)": best_time(run_ours_single),
+        "ai2text + pitch columns (one by one; the demo model's features)": best_time(run_pitch_single),
         "WhisperFeatureExtractor (numpy)": best_time(run_whisper),
         "torchaudio Kaldi fbank": best_time(run_kaldi),
     }

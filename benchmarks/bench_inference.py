@@ -76,11 +76,16 @@ def padded_samples(chunk: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
     return values, mask
 
 
-def measure(ours: AI2TextForCTC, baseline: Wav2Vec2ForCTC, waves: list[np.ndarray], exported: Path) -> None:
+def measure(
+    ours: AI2TextForCTC,
+    extractor: AI2TextFeatureExtractor,
+    baseline: Wav2Vec2ForCTC,
+    waves: list[np.ndarray],
+    exported: Path,
+) -> None:
     """Time both models in PyTorch and, exported into ``exported``, on onnxruntime; print both tables."""
     import onnxruntime
 
-    extractor = AI2TextFeatureExtractor()
     audio_seconds = sum(len(w) for w in waves) / 16000
     ours.config.save_pretrained(exported)
     export_onnx(ours, exported / ONNX_NAME)
@@ -147,11 +152,14 @@ def main() -> None:
     parser.add_argument("--model", help="a trained model folder (default: the demo architecture, random init)")
     parser.add_argument("--count", type=int, default=40)
     args = parser.parse_args()
-    ours = (AI2TextForCTC.from_pretrained(args.model) if args.model else AI2TextForCTC(AI2TextConfig())).eval()
+    if args.model:  # the model's own features: log-mels, and pitch columns when it was trained with them
+        ours, extractor = AI2TextForCTC.from_pretrained(args.model), AI2TextFeatureExtractor.from_pretrained(args.model)
+    else:  # the demo architecture: pitch columns on, as recipes/demo-cpu.yaml
+        ours, extractor = AI2TextForCTC(AI2TextConfig(num_pitch_features=3)), AI2TextFeatureExtractor(pitch=True)
     baseline = wav2vec2_like(_params(ours))
     waves = demo_waveforms(args.count)
     with tempfile.TemporaryDirectory(prefix="bench-inference-") as folder:
-        measure(ours, baseline, waves, Path(folder))
+        measure(ours.eval(), extractor, baseline, waves, Path(folder))
 
 
 if __name__ == "__main__":

@@ -18,9 +18,11 @@ import json
 import time
 from pathlib import Path
 
-from ai2text_hf.data.prepare import prepare_dataset
+from ai2text_hf.data.features import feature_mismatches
+from ai2text_hf.data.prepare import prepare_dataset, read_manifest
 from ai2text_hf.data.synth import SynthConfig, read_sentences, synthesize_corpus
 from ai2text_hf.evaluation import evaluate_split
+from ai2text_hf.training.init import recipe_feature_extractor
 from ai2text_hf.training.recipe import load_recipe
 from ai2text_hf.training.trainer import train
 
@@ -47,9 +49,12 @@ def main() -> None:
     if not (corpus / "metadata.csv").is_file():
         synthesize_corpus(sentences, corpus, SynthConfig(val_sentences=500, test_sentences=500, train_renditions=3))
     dataset = work / "dataset"
-    if not (dataset / "manifest.json").is_file():
-        prepare_dataset(corpus / "metadata.csv", dataset, overwrite=True)
     recipe = load_recipe(args.recipe, {"max_train_minutes": args.minutes, "num_epochs": args.epochs})
+    features = recipe_feature_extractor(recipe)  # e.g. pitch columns when the recipe has pitch: true
+    if not (dataset / "manifest.json").is_file() or feature_mismatches(
+        read_manifest(dataset)["feature_extractor"], features.to_dict()
+    ):
+        prepare_dataset(corpus / "metadata.csv", dataset, feature_extractor=features, overwrite=True)
     start = time.monotonic()
     result = train(recipe, dataset_dir=dataset, output_dir=work / "run")
     minutes = (time.monotonic() - start) / 60

@@ -108,14 +108,18 @@ def test_bad_augmentation_settings_are_refused() -> None:
 
 
 def test_on_the_fly_collator_gives_the_features_preparation_stores() -> None:
-    extractor = AI2TextFeatureExtractor()
+    extractor = AI2TextFeatureExtractor(pitch=True)
     waves = [_speechlike(1.0, seed=1), _speechlike(1.7, seed=2)]
     items = [{"id": f"u{i}", "audio": w, "labels": [5, 6, 7][: i + 2]} for i, w in enumerate(waves)]
     batch = AudioCTCCollator(extractor)(items)
     stored = featurize_batch(waves, extractor)
     for row, (features, frames) in enumerate(zip(stored, batch["attention_mask"].sum(-1).tolist())):
         assert frames == len(features)
-        np.testing.assert_allclose(batch["input_features"][row, :frames].numpy(), features, atol=1e-4)
+        collated = batch["input_features"][row, :frames].numpy()
+        np.testing.assert_allclose(collated[:, :80], features[:, :80], atol=1e-4)
+        # Pitch columns: float rounding differs between FFT batch shapes, and a frame at the voicing threshold
+        # may flip, which moves the utterance's mean log-F0 a little; nothing more.
+        np.testing.assert_allclose(collated[:, 80:], features[:, 80:], atol=0.05)
     assert batch["labels"].tolist() == [[5, 6, -100], [5, 6, 7]]
 
 

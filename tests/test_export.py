@@ -58,7 +58,8 @@ def test_onnx_graph_takes_any_batch_size_and_length(onnx_export, trained_model) 
     torch_model = AI2TextForCTC.from_pretrained(str(trained_model.model_dir)).eval()
     generator = torch.Generator().manual_seed(0)
     for lengths in ([901], [57, 310, 123], [64, 64]):
-        features = torch.randn(len(lengths), max(lengths), torch_model.config.n_mels, generator=generator)
+        columns = torch_model.config.n_mels + torch_model.config.num_pitch_features
+        features = torch.randn(len(lengths), max(lengths), columns, generator=generator)
         mask = torch.arange(max(lengths))[None, :] < torch.tensor(lengths)[:, None]
         with torch.no_grad():
             expected = torch_model(input_features=features, attention_mask=mask).logits
@@ -90,6 +91,16 @@ def test_int8_export_is_smaller_and_reports_size_speed_and_error_rate_deltas(int
         assert key in parity, key
     assert parity["max_abs_logit_diff"] > 0  # quantized: not the same numbers...
     assert abs(parity["cer_delta"]) < 0.02  # ...but nearly the same text (within 2 CER points)
+
+
+def test_int8_export_keeps_the_front_end_projection_and_ctc_head_in_float(int8_export) -> None:
+    import onnx
+
+    nodes = onnx.load(str(int8_export["dir"] / "model.onnx")).graph.node
+    float_products = {node.name for node in nodes if node.op_type in ("MatMul", "Gemm")}
+    assert any("/lm_head/" in name for name in float_products), sorted(float_products)
+    assert any("/subsampling/out/" in name for name in float_products), sorted(float_products)
+    assert sum(node.op_type in ("MatMulInteger", "DynamicQuantizeMatMul") for node in nodes) > 10  # the blocks
 
 
 def test_export_cli_prints_parity_and_refuses_to_overwrite_a_model_folder(trained_model, tmp_path, capsys) -> None:

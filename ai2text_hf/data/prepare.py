@@ -26,6 +26,7 @@ import datasets
 
 from .. import __version__
 from ..normalization_vi import VIETNAMESE_ALPHABET
+from .features import PITCH_BY_DEFAULT
 from .sources import Source, describe_hf_source, read_csv_source, read_hf_source
 from .splits import auto_split, parse_split_ratios, speaker_overlap_warning
 from .stats import STAT_COLUMNS, compute_statistics
@@ -181,7 +182,7 @@ def prepare_dataset(
     if feature_extractor is None:
         from ..feature_extraction_ai2text import AI2TextFeatureExtractor
 
-        feature_extractor = AI2TextFeatureExtractor()
+        feature_extractor = AI2TextFeatureExtractor(pitch=PITCH_BY_DEFAULT)
     checks = Checks(
         min_duration=min_duration,
         max_duration=max_duration,
@@ -263,7 +264,7 @@ def prepare_dataset(
         del processed  # release the memory-mapped cache files before they are deleted
         write_report(staged / "report.json", entries)
         write_json(staged / "stats.json", result.statistics)
-        columns = list(dataset_features(feature_extractor.feature_size, options["store"], extras))
+        columns = list(dataset_features(feature_extractor.feature_dim, options["store"], extras))
         run = {
             "num_proc": num_proc,
             "batch_size": batch_size,
@@ -336,7 +337,7 @@ def _run_checks(
 ) -> datasets.Dataset:
     """Audio checks (+ stored column) as one ``Dataset.map`` whose output goes to ``workdir`` (memory-mapped)."""
     output = datasets.Features(
-        {**dataset_features(feature_extractor.feature_size, store, extras), **internal_features()}
+        {**dataset_features(feature_extractor.feature_dim, store, extras), **internal_features()}
     )
     rows = datasets.Dataset.from_list(records, features=datasets.Features({key: output[key] for key in records[0]}))
     if audio is not None:

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from ..feature_extraction_ai2text import AI2TextFeatureExtractor
+from .features import PITCH_BY_DEFAULT
 from .sampler import DurationBatchSampler
 from .sources import read_csv_source
 from .validation import (
@@ -53,7 +54,7 @@ def stream_dataset(
     ``num_shards`` lets ``DataLoader`` workers (or ``split_dataset_by_node``) read disjoint parts.
     """
     csv_path = Path(csv_path).absolute()
-    feature_extractor = feature_extractor or AI2TextFeatureExtractor()
+    feature_extractor = feature_extractor or AI2TextFeatureExtractor(pitch=PITCH_BY_DEFAULT)
     checks = checks or Checks()
     source, _ = read_csv_source(csv_path, Path(audio_root).absolute() if audio_root else None)
     records = screen_rows(
@@ -69,7 +70,7 @@ def stream_dataset(
         raise ValueError(f"{csv_path} has no rows" + (f" in split {split!r}" if split else "") + ": nothing to stream.")
     extras = [extra_column_name(name) for name in source.extra_columns]
     output = datasets.Features(
-        {**dataset_features(feature_extractor.feature_size, store, extras), **internal_features()}
+        {**dataset_features(feature_extractor.feature_dim, store, extras), **internal_features()}
     )
     shards = [records[i::num_shards] for i in range(min(num_shards, len(records)))]
     stream = datasets.IterableDataset.from_generator(

@@ -88,14 +88,14 @@ class Checks:
     subsampling_factor: int = 4
 
 
-def dataset_features(n_mels: int, store: str, extra_columns: Sequence[str] = ()) -> datasets.Features:
+def dataset_features(feature_dim: int, store: str, extra_columns: Sequence[str] = ()) -> datasets.Features:
     """The saved schema, the same for every split (empty ones too) so splits concatenate and load alike."""
     columns: dict[str, datasets.features.FeatureType] = {name: datasets.Value("string") for name in BASE_COLUMNS}
     columns["duration"] = datasets.Value("float64")
     columns.update({name: datasets.Value("string") for name in extra_columns})
     if store == "features":
         # Variable first dim: one contiguous block per utterance, read back as numpy/torch without copies.
-        columns["input_features"] = datasets.Array2D(shape=(None, n_mels), dtype="float32")
+        columns["input_features"] = datasets.Array2D(shape=(None, feature_dim), dtype="float32")
     elif store == "audio":
         columns["audio"] = datasets.List(datasets.Value("float32"))
     return datasets.Features(columns)
@@ -380,7 +380,7 @@ def process_batch(
         kept = [i for i, v in enumerate(verdicts) if v.wave is not None]
         waves = [verdicts[i].wave for i in kept]
         values = featurize_batch(waves, feature_extractor) if store == "features" else waves
-        empty = np.zeros((0, feature_extractor.feature_size) if store == "features" else 0, dtype=np.float32)
+        empty = np.zeros((0, feature_extractor.feature_dim) if store == "features" else 0, dtype=np.float32)
         column = [empty] * len(verdicts)
         for i, value in zip(kept, values):
             column[i] = value

@@ -42,9 +42,9 @@ def _parity_inputs(
     """Features (and reference texts) to compare the two models on, and a line saying what they are."""
     if dataset is None:
         rng = np.random.default_rng(0)
-        n_mels = transcriber.feature_extractor.feature_size
+        columns = transcriber.feature_extractor.feature_dim
         features = [
-            rng.standard_normal((int(rng.integers(100, 600)), n_mels)).astype(np.float32)
+            rng.standard_normal((int(rng.integers(100, 600)), columns)).astype(np.float32)
             for _ in range(RANDOM_UTTERANCES)
         ]
         return features, None, f"{RANDOM_UTTERANCES} random feature sequences (no --dataset given)"

@@ -39,6 +39,7 @@ def recipe_feature_extractor(recipe: Recipe) -> AI2TextFeatureExtractor:
     """The log-mel front end the recipe's feature keys describe."""
     return AI2TextFeatureExtractor(
         feature_size=recipe.n_mels,
+        pitch=recipe.pitch,
         sampling_rate=recipe.sample_rate,
         n_fft=recipe.n_fft,
         win_length=recipe.n_fft,

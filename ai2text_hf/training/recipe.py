@@ -17,6 +17,8 @@ import yaml
 from transformers import TrainingArguments
 
 from ..configuration_ai2text import AI2TextConfig
+from ..data.features import PITCH_BY_DEFAULT
+from ..feature_extraction_ai2text import PITCH_FEATURES
 from .schedules import scheduler_names
 
 _TRAINING_ARGUMENT_FIELDS = {f.name for f in dataclasses.fields(TrainingArguments)}
@@ -102,6 +104,7 @@ class Recipe:
     # Features: must match the prepared dataset's manifest
     sample_rate: int = _MODEL.sample_rate
     n_mels: int = _MODEL.n_mels
+    pitch: bool = PITCH_BY_DEFAULT  # 3 pitch columns per frame (voicing, log-F0, slope) after the mels: tones
     n_fft: int = 400
     hop_length: int = _MODEL.hop_length
     # Tokenizer
@@ -177,6 +180,7 @@ class Recipe:
             dropout=self.dropout,
             attention_dropout=self.attention_dropout,
             n_mels=self.n_mels,
+            num_pitch_features=PITCH_FEATURES if self.pitch else 0,
             hop_length=self.hop_length,
             sample_rate=self.sample_rate,
             block_type=self.block_type,
