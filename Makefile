@@ -53,9 +53,11 @@ apt-tools:
 $(DEMO_DATA)/metadata.csv: ai2text_hf/resources/sentences_vi.txt | install system-deps
 	$(AI2TEXT) synth --output $(DEMO_DATA)
 
-# The features are a function of the feature extractor's code too: prepare again when it changes.
+# The features are a function of the feature extractor's code too: prepare again when it changes. prepare
+# leaves an up-to-date folder untouched, so touch the manifest: otherwise every later make would retrain.
 $(DEMO_SET)/manifest.json: $(DEMO_DATA)/metadata.csv ai2text_hf/feature_extraction_ai2text.py
 	$(AI2TEXT) prepare --csv $(DEMO_DATA)/metadata.csv --output $(DEMO_SET) --pitch --overwrite
+	touch $@
 
 $(DEMO_RUN)/model/config.json: $(DEMO_SET)/manifest.json recipes/demo-cpu.yaml
 	rm -rf $(DEMO_RUN)
