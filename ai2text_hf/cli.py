@@ -98,9 +98,9 @@ def _add_prepare(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--n-mels", type=int, help="Mel bins (default 80); must match the recipe's n_mels.")
     p.add_argument(
         "--pitch",
-        action=argparse.BooleanOptionalAction,
+        action="store_true",
         help="Three pitch columns per frame (voicing, log-F0, its slope) after the mel bins, for a recipe with "
-        "pitch: true such as recipes/demo-cpu.yaml (default: off, as the recipes' default). They let a model "
+        "pitch: true such as recipes/demo-cpu.yaml (default: off, as in recipes). They let a model "
         "tell Vietnamese tones apart given a few hours of speech or more.",
     )
     p.add_argument("--n-fft", type=int, help="FFT and window size in samples (default 400); the recipe's n_fft.")
@@ -539,11 +539,8 @@ def _run_synth(args: argparse.Namespace) -> None:
 
 
 def _run_prepare(args: argparse.Namespace) -> None:
-    from .data.features import PITCH_BY_DEFAULT
     from .data.prepare import prepare_dataset, reuse_prepared
 
-    if args.pitch is None:
-        args.pitch = PITCH_BY_DEFAULT
     if not args.validate_only and not args.output:
         raise ValueError("prepare needs --output (the dataset version folder), or --validate-only --report PATH.")
     # Every option as given, paths made absolute: an identical re-run is answered without loading torch.

@@ -326,7 +326,7 @@ class AI2TextForCTC(AI2TextPreTrainedModel):
                 f"input_features have {columns} columns per frame, but this model expects {expected} "
                 f"({self.config.n_mels} mel bins + {self.config.num_pitch_features} pitch columns). Compute them "
                 "with the model's own feature extractor (AutoFeatureExtractor.from_pretrained on its folder), or "
-                "prepare the data with the matching --pitch / --no-pitch."
+                "prepare the data with --pitch exactly when the model has pitch columns."
             )
         if attention_mask is None:
             lengths = torch.full((batch,), time, dtype=torch.long, device=input_features.device)

@@ -18,11 +18,6 @@ FEATURE_KEYS = (
 )
 # Keys that settings saved before they existed lack, with the value those settings meant.
 _ADDED_KEYS = {"pitch": False}
-# What `prepare`, streaming and recipes use unless told otherwise: no pitch columns. They halve the demo's
-# test CER (8.8 h, 900 voice settings: 9.1 % -> 4.3 % at the same steps), but on the 0.3 h test-fixture corpus
-# they made val CER worse (33 % -> 58 %; 39 % without the slope column): a recipe opts in (pitch: true,
-# prepare --pitch) where there is enough speech, as recipes/demo-cpu.yaml does.
-PITCH_BY_DEFAULT = False
 
 
 def feature_mismatches(dataset_settings: dict[str, Any], model_settings: dict[str, Any]) -> list[str]:
@@ -44,6 +39,6 @@ def assert_features_match(dataset_settings: dict[str, Any], model_settings: dict
             f"The features in {dataset_dir} were computed with other settings than the model uses ("
             + "; ".join(problems)
             + "). Prepare the data again with the model's settings (ai2text prepare ... with matching "
-            "--n-mels/--hop-length/--pitch or --no-pitch/...), or train with a recipe whose feature keys match the "
+            "--n-mels/--hop-length/--pitch/...), or train with a recipe whose feature keys match the "
             "dataset."
         )

@@ -26,7 +26,6 @@ import datasets
 
 from .. import __version__
 from ..normalization_vi import VIETNAMESE_ALPHABET
-from .features import PITCH_BY_DEFAULT
 from .sources import Source, describe_hf_source, read_csv_source, read_hf_source
 from .splits import auto_split, parse_split_ratios, speaker_overlap_warning
 from .stats import STAT_COLUMNS, compute_statistics
@@ -182,7 +181,7 @@ def prepare_dataset(
     if feature_extractor is None:
         from ..feature_extraction_ai2text import AI2TextFeatureExtractor
 
-        feature_extractor = AI2TextFeatureExtractor(pitch=PITCH_BY_DEFAULT)
+        feature_extractor = AI2TextFeatureExtractor()
     checks = Checks(
         min_duration=min_duration,
         max_duration=max_duration,

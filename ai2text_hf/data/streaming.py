@@ -21,7 +21,6 @@ import numpy as np
 import torch
 
 from ..feature_extraction_ai2text import AI2TextFeatureExtractor
-from .features import PITCH_BY_DEFAULT
 from .sampler import DurationBatchSampler
 from .sources import read_csv_source
 from .validation import (
@@ -54,7 +53,7 @@ def stream_dataset(
     ``num_shards`` lets ``DataLoader`` workers (or ``split_dataset_by_node``) read disjoint parts.
     """
     csv_path = Path(csv_path).absolute()
-    feature_extractor = feature_extractor or AI2TextFeatureExtractor(pitch=PITCH_BY_DEFAULT)
+    feature_extractor = feature_extractor or AI2TextFeatureExtractor()
     checks = checks or Checks()
     source, _ = read_csv_source(csv_path, Path(audio_root).absolute() if audio_root else None)
     records = screen_rows(

@@ -96,7 +96,7 @@ def quantize_onnx(source: str | Path, target: str | Path) -> Path:
     with tempfile.TemporaryDirectory() as tmp:
         prepared = Path(tmp) / "prepared.onnx"
         quant_pre_process(str(source), str(prepared))
-        edges = [
+        kept_in_float = [
             node.name
             for node in onnx.load(str(prepared)).graph.node
             if node.op_type in ("MatMul", "Gemm") and ("/subsampling/out/" in node.name or "/lm_head/" in node.name)
@@ -106,7 +106,7 @@ def quantize_onnx(source: str | Path, target: str | Path) -> Path:
             target,
             weight_type=QuantType.QInt8,
             op_types_to_quantize=["MatMul", "Gemm"],
-            nodes_to_exclude=edges,
+            nodes_to_exclude=kept_in_float,
             extra_options={"MatMulConstBOnly": True},
         )
     return Path(target)
