@@ -103,6 +103,13 @@ def _add_prepare(sub: argparse._SubParsersAction) -> None:
         "pitch: true such as recipes/demo-cpu.yaml (default: off, as in recipes). They let a model "
         "tell Vietnamese tones apart given a few hours of speech or more.",
     )
+    p.add_argument(
+        "--pitch-norm-window",
+        type=float,
+        metavar="SECONDS",
+        help="With --pitch: centre the log-F0 on the voiced mean of this many seconds around each frame "
+        "(default 1.5; 0: the whole utterance); the recipe's pitch_norm_window (null for 0).",
+    )
     p.add_argument("--n-fft", type=int, help="FFT and window size in samples (default 400); the recipe's n_fft.")
     p.add_argument("--hop-length", type=int, help="Feature hop in samples (default 160); the recipe's hop_length.")
     p.add_argument("--sample-rate", type=int, help="Rate audio is resampled to (default 16000); the recipe's.")
@@ -560,11 +567,14 @@ def _run_prepare(args: argparse.Namespace) -> None:
         "hop_length": args.hop_length,
         "sampling_rate": args.sample_rate,
         "pitch": args.pitch,
+        "pitch_norm_window": args.pitch_norm_window,
     }
     result = prepare_dataset(
         args.csv,
         args.output,
-        feature_extractor=AI2TextFeatureExtractor(**{k: v for k, v in settings.items() if v is not None}),
+        feature_extractor=AI2TextFeatureExtractor(
+            **{k: (v or None) if k == "pitch_norm_window" else v for k, v in settings.items() if v is not None}
+        ),
         subsampling_factor=args.subsampling_factor,
         hf_dataset=args.hf_dataset,
         audio_column=args.audio_column,

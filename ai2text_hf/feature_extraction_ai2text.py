@@ -18,6 +18,12 @@ PITCH_FEATURES = 3  # voicing, normalised log-F0, its slope
 # voiced frames, slope std 0.03 octave per frame), like the normalised mel bins beside them.
 PITCH_SCALE = 5.0
 SLOPE_SCALE = 30.0
+# Seconds of the sliding window the log-F0 is centred on (Kaldi's 1.5 s). Against centring on the whole input:
+# test CER 4.73 vs 4.25 % on the demo's single utterances, 12.4 vs 19.0 % on a recording of changing voices.
+PITCH_NORM_WINDOW = 1.5
+# A centring window with fewer voiced frames than this is topped up with the whole input's mean: one
+# short syllable alone would otherwise be centred on itself and lose its tone.
+PITCH_MIN_VOICED_FRAMES = 30.0
 
 
 class AI2TextFeatureExtractor(SequenceFeatureExtractor):
@@ -38,6 +44,9 @@ class AI2TextFeatureExtractor(SequenceFeatureExtractor):
         pitch: append three pitch columns per frame after the mel bins (see ``_pitch``). A 25 ms
             window cannot resolve the harmonics of a low voice (its spectral lobes are ~160 Hz wide), so
             log-mels carry little of the pitch contour that tells Vietnamese tones apart.
+        pitch_norm_window: seconds of the sliding window whose voiced mean the log-F0 is centred on
+            (Kaldi's 1.5 s), so a long input that changes speaker keeps each voice's contour centred;
+            ``None`` centres on the whole input's mean (what pitch models saved before this key used).
     """
 
     model_input_names = ["input_features", "attention_mask"]
@@ -55,6 +64,7 @@ class AI2TextFeatureExtractor(SequenceFeatureExtractor):
         normalize: str = "utterance",
         log_floor: float = 1e-6,
         pitch: bool = False,
+        pitch_norm_window: float | None = PITCH_NORM_WINDOW,
         return_attention_mask: bool = True,
         **kwargs,
     ):
@@ -75,6 +85,7 @@ class AI2TextFeatureExtractor(SequenceFeatureExtractor):
         self.normalize = normalize
         self.log_floor = log_floor
         self.pitch = pitch
+        self.pitch_norm_window = pitch_norm_window
         self._window = torch.hann_window(win_length)
         self._mel = torchaudio.functional.melscale_fbanks(
             n_freqs=n_fft // 2 + 1,
@@ -85,6 +96,13 @@ class AI2TextFeatureExtractor(SequenceFeatureExtractor):
             norm="slaney",
             mel_scale="slaney",
         )
+
+    @classmethod
+    def from_dict(cls, feature_extractor_dict: dict, **kwargs):
+        """Settings saved with pitch before ``pitch_norm_window`` existed centred on the whole input: keep that."""
+        if feature_extractor_dict.get("pitch") and "pitch_norm_window" not in feature_extractor_dict:
+            feature_extractor_dict = {**feature_extractor_dict, "pitch_norm_window": None}
+        return super().from_dict(feature_extractor_dict, **kwargs)
 
     def to_dict(self) -> dict:
         """Serialise the settings only: the window and filterbank are rebuilt from them."""
@@ -136,8 +154,8 @@ class AI2TextFeatureExtractor(SequenceFeatureExtractor):
         Boersma's (1993) method, vectorised: each 40 ms Hann-windowed frame's autocorrelation (via FFT)
         is divided by the window's own, the best lag in 50-400 Hz wins with an octave cost against
         sub-harmonics, and its normalised height is the voicing strength. The log-F0 is median-filtered
-        over 5 frames, held through unvoiced frames, and centred on the utterance's voiced mean, so a
-        high and a low voice saying the same tone give the same contour.
+        over 5 frames, held through unvoiced frames, and centred on the voiced mean around each frame
+        (``pitch_norm_window``), so a high and a low voice saying the same tone give the same contour.
         """
         # Pitch lives below 400 Hz: averaging sample pairs (a 2-tap low-pass) and halving the rate halves
         # every transform below; frame centres and counts stay those of the mel features.
@@ -183,17 +201,52 @@ class AI2TextFeatureExtractor(SequenceFeatureExtractor):
         log_f0 = torch.log2(rate / (lag + shift.clamp(-1.0, 1.0)))
         log_f0 = torch.nn.functional.pad(log_f0, (2, 2), mode="replicate").unfold(1, 5, 1).median(-1).values
         voiced = (voicing > 0.5) & mask
-        # Octave errors (a sub- or super-harmonic won) lie far from the utterance's typical pitch: drop them.
-        typical = torch.where(voiced, log_f0, float("nan")).nanmedian(1, keepdim=True).values
+        # Octave errors (a sub- or super-harmonic won) lie far from the typical pitch around them: drop them.
+        # Around them, not over the whole input: two voices an octave apart would otherwise lose one.
+        candidates = torch.where(voiced, log_f0, float("nan"))
+        if self.pitch_norm_window is None:
+            typical = candidates.nanmedian(1, keepdim=True).values
+        else:
+            # The window's median every 10th frame (each frame takes the nearest): a tenth of the sorting, and
+            # 0.1 s steps are fine enough to tell a voice from its octave.
+            half, step = self._half_window(), 10
+            padded = torch.nn.functional.pad(candidates, (half, half + step), value=float("nan"))
+            coarse = padded.unfold(1, 2 * half + 1, step).nanmedian(-1).values
+            typical = coarse[:, (torch.arange(frames) + step // 2) // step]
         voiced &= (log_f0 - typical).abs() < 0.7
         weights = voiced.to(log_f0.dtype)
         mean = (log_f0 * weights).sum(1, keepdim=True) / weights.sum(1, keepdim=True).clamp(min=1.0)
+        if self.pitch_norm_window is not None:
+            mean = self._windowed_mean(log_f0, weights, mean)
         index = torch.arange(frames).expand_as(log_f0)
         last_voiced = torch.where(voiced, index, -1).cummax(1).values
         held = torch.where(last_voiced >= 0, log_f0.gather(1, last_voiced.clamp(min=0)), mean) - mean
+        # Past an utterance's end the windowed mean drifts: repeat its last frame so the slope there is the
+        # one it gets alone (replicate padding).
+        held = held.gather(1, torch.minimum(index, (mask.sum(1, keepdim=True) - 1).clamp(min=0)))
         slope = torch.nn.functional.pad(held, (1, 1), mode="replicate")
         slope = (slope[:, 2:] - slope[:, :-2]) / 2
         return torch.stack([voicing, PITCH_SCALE * held, SLOPE_SCALE * slope], dim=-1)
+
+    def _half_window(self) -> int:
+        """Frames on each side of a frame in ``pitch_norm_window``."""
+        return max(1, round(self.pitch_norm_window * self.sampling_rate / self.hop_length / 2))
+
+    def _windowed_mean(self, log_f0: torch.Tensor, weights: torch.Tensor, overall: torch.Tensor) -> torch.Tensor:
+        """Voiced mean of the log-F0 in a window centred on each frame, (batch, frames).
+
+        Window sums by average pooling (each one summed directly: a running cumsum over an hour of
+        frames would lose float32 precision). Windows with fewer than ``PITCH_MIN_VOICED_FRAMES`` voiced
+        frames are topped up with the ``overall`` mean.
+        """
+        half = self._half_window()
+        size = 2 * half + 1
+        pooled = torch.nn.functional.avg_pool1d(
+            torch.stack([log_f0 * weights, weights], dim=1), size, stride=1, padding=half, count_include_pad=True
+        )
+        sums, counts = pooled[:, 0] * size, pooled[:, 1] * size
+        shortfall = (PITCH_MIN_VOICED_FRAMES - counts).clamp(min=0.0)
+        return (sums + shortfall * overall) / (counts + shortfall)
 
     def __call__(
         self,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -25,15 +26,17 @@ def _voice(f0_start: float, f0_end: float, seconds: float = 1.0, silence: float 
     return np.concatenate([np.zeros(int(silence * SR)), 0.2 * wave]).astype(np.float32)
 
 
-def _pitch_columns(wave: np.ndarray) -> np.ndarray:
-    features = AI2TextFeatureExtractor(pitch=True)(wave, sampling_rate=SR, padding=False)["input_features"][0]
+def _pitch_columns(wave: np.ndarray, **settings) -> np.ndarray:
+    extractor = AI2TextFeatureExtractor(pitch=True, **settings)
+    features = extractor(wave, sampling_rate=SR, padding=False)["input_features"][0]
     assert features.shape[1] == 80 + PITCH_FEATURES
     return features[:, 80:]
 
 
 def test_pitch_contour_follows_a_rising_tone_whatever_the_voice_height() -> None:
-    low, high = _pitch_columns(_voice(100, 150)), _pitch_columns(_voice(200, 300))
-    for columns in (low, high):
+    # Centred on the whole input, the contour keeps the glide's full height.
+    low, high = _pitch_columns(_voice(100, 150), pitch_norm_window=None), _pitch_columns(_voice(200, 300))
+    for columns in (low, _pitch_columns(_voice(200, 300), pitch_norm_window=None)):
         middle = columns[10:-10]
         assert (middle[:, 0] > 0.8).all(), "a steady harmonic voice is voiced throughout"
         octaves = middle[:, 1] / PITCH_SCALE
@@ -41,8 +44,36 @@ def test_pitch_contour_follows_a_rising_tone_whatever_the_voice_height() -> None
         # 80 frames of a glide of log2(1.5) octaves per 100 frames
         assert octaves[-1] - octaves[0] == pytest.approx(0.8 * np.log2(1.5), abs=0.03)
         assert middle[:, 2].mean() > 0, "the slope column says rising"
-    # Centred on each utterance's own mean: an octave higher voice gives the same contour.
+    # Centred on the voice's own mean (here the default sliding window): an octave higher voice gives the
+    # same contour, still rising.
+    low = _pitch_columns(_voice(100, 150))
     np.testing.assert_allclose(low[10:-10, 1], high[10:-10, 1], atol=0.03 * PITCH_SCALE)
+    assert np.all(np.diff(high[10:-10, 1]) > -0.01) and high[-10, 1] > high[10, 1] + 0.5
+
+
+def test_a_change_of_speaker_keeps_each_voice_centred_and_voiced() -> None:
+    # A low and a high voice (an octave apart, each a level tone) one after the other, as in a long recording.
+    columns = _pitch_columns(np.concatenate([_voice(110, 110, seconds=2.5), _voice(220, 220, seconds=2.5)]))
+    low, high = slice(20, 150), slice(350, 480)  # frames more than 0.75 s from the change at frame 250
+    for part in (low, high):
+        assert (columns[part, 0] > 0.8).all(), "neither voice is taken for the other's octave error"
+        assert np.abs(columns[part, 1] / PITCH_SCALE).max() < 0.05
+    # Centred on the whole input instead, voices a fifth apart each sit off-centre by half the interval.
+    wave = np.concatenate([_voice(110, 110, seconds=2.5), _voice(165, 165, seconds=2.5)])
+    whole = _pitch_columns(wave, pitch_norm_window=None)[:, 1] / PITCH_SCALE
+    interval = np.log2(165 / 110)
+    assert whole[low].mean() == pytest.approx(-interval / 2, abs=0.05)
+    assert whole[high].mean() == pytest.approx(interval / 2, abs=0.05)
+
+
+def test_pitch_settings_saved_before_the_window_key_keep_centring_on_the_whole_input(tmp_path: Path) -> None:
+    AI2TextFeatureExtractor(pitch=True).save_pretrained(tmp_path)
+    saved = tmp_path / "preprocessor_config.json"
+    settings = json.loads(saved.read_text())
+    assert settings["pitch_norm_window"] == 1.5
+    del settings["pitch_norm_window"]
+    saved.write_text(json.dumps(settings))
+    assert AI2TextFeatureExtractor.from_pretrained(tmp_path).pitch_norm_window is None
 
 
 def test_a_falling_tone_has_a_negative_slope() -> None:
@@ -122,6 +153,15 @@ def test_a_dataset_without_pitch_does_not_match_a_pitch_model() -> None:
     assert feature_mismatches(saved_before_pitch, without) == []
 
 
+def test_a_dataset_centred_on_the_whole_input_does_not_match_a_windowed_pitch_model() -> None:
+    windowed = AI2TextFeatureExtractor(pitch=True).to_dict()
+    saved_before_window = {k: v for k, v in windowed.items() if k != "pitch_norm_window"}
+    assert feature_mismatches(saved_before_window, windowed) == ["pitch_norm_window: dataset None vs model 1.5"]
+    # Without pitch the window means nothing: no re-preparation for it.
+    without = {k: v for k, v in AI2TextFeatureExtractor().to_dict().items() if k != "pitch_norm_window"}
+    assert feature_mismatches(without, AI2TextFeatureExtractor(pitch_norm_window=3.0).to_dict()) == []
+
+
 def test_prepare_stores_the_pitch_columns_and_says_so(tmp_path: Path) -> None:
     import soundfile as sf
 
@@ -140,6 +180,34 @@ def test_prepare_stores_the_pitch_columns_and_says_so(tmp_path: Path) -> None:
     np.testing.assert_allclose(
         row["input_features"], extractor(wave, sampling_rate=SR, padding=False)["input_features"][0], atol=1e-5
     )
+
+
+@pytest.mark.parametrize(("flag", "stored"), [(None, 1.5), ("3", 3.0), ("0", None)])
+def test_prepare_pitch_norm_window_flag_reaches_the_manifest(tmp_path: Path, flag: str | None, stored) -> None:
+    import soundfile as sf
+
+    from ai2text_hf.cli import main
+
+    rows = []
+    for index, split in enumerate(["train", "val", "test"]):
+        sf.write(tmp_path / f"{index}.wav", _voice(120, 150, 0.6), SR)
+        rows.append(f"{index}.wav,xin chào,0.6,{split},spk{index}")
+    (tmp_path / "metadata.csv").write_text(
+        "file_path,transcript,duration,split,speaker_id\n" + "\n".join(rows) + "\n", encoding="utf-8"
+    )
+    args = ["prepare", "--csv", str(tmp_path / "metadata.csv"), "--output", str(tmp_path / "v1"), "--pitch"]
+    assert main(args + (["--pitch-norm-window", flag] if flag else []) + ["--num-proc", "1"]) == 0
+    assert read_manifest(tmp_path / "v1")["feature_extractor"]["pitch_norm_window"] == stored
+
+
+def test_recipe_pitch_norm_window_null_centres_on_the_whole_utterance() -> None:
+    from ai2text_hf.training.init import recipe_feature_extractor
+    from ai2text_hf.training.recipe import RecipeError, load_recipe
+
+    assert recipe_feature_extractor(load_recipe(None, {"pitch": True})).pitch_norm_window == 1.5
+    assert recipe_feature_extractor(load_recipe(None, {"pitch_norm_window": None})).pitch_norm_window is None
+    with pytest.raises(RecipeError, match="pitch_norm_window must be a positive number"):
+        load_recipe(None, {"pitch_norm_window": 0})
 
 
 def test_a_pitch_model_exports_to_onnx_with_the_same_logits(tmp_path: Path) -> None:

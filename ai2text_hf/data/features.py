@@ -15,9 +15,12 @@ FEATURE_KEYS = (
     "f_max",
     "normalize",
     "pitch",
+    "pitch_norm_window",
 )
 # Keys that settings saved before they existed lack, with the value those settings meant.
-_ADDED_KEYS = {"pitch": False}
+_ADDED_KEYS = {"pitch": False, "pitch_norm_window": None}
+# Keys that only shape the pitch columns: they cannot disagree when neither side has pitch.
+_PITCH_KEYS = ("pitch_norm_window",)
 
 
 def feature_mismatches(dataset_settings: dict[str, Any], model_settings: dict[str, Any]) -> list[str]:
@@ -25,7 +28,10 @@ def feature_mismatches(dataset_settings: dict[str, Any], model_settings: dict[st
     problems = []
     dataset_settings = {**_ADDED_KEYS, **dataset_settings}
     model_settings = {**_ADDED_KEYS, **model_settings}
+    with_pitch = dataset_settings["pitch"] or model_settings["pitch"]
     for key in FEATURE_KEYS:
+        if key in _PITCH_KEYS and not with_pitch:
+            continue
         if key in dataset_settings and key in model_settings and dataset_settings[key] != model_settings[key]:
             problems.append(f"{key}: dataset {dataset_settings[key]!r} vs model {model_settings[key]!r}")
     return problems
@@ -39,6 +45,6 @@ def assert_features_match(dataset_settings: dict[str, Any], model_settings: dict
             f"The features in {dataset_dir} were computed with other settings than the model uses ("
             + "; ".join(problems)
             + "). Prepare the data again with the model's settings (ai2text prepare ... with matching "
-            "--n-mels/--hop-length/--pitch/...), or train with a recipe whose feature keys match the "
-            "dataset."
+            "--n-mels/--hop-length/--pitch/--pitch-norm-window/...), or train with a recipe whose feature keys "
+            "match the dataset."
         )

@@ -17,7 +17,7 @@ import yaml
 from transformers import TrainingArguments
 
 from ..configuration_ai2text import AI2TextConfig
-from ..feature_extraction_ai2text import PITCH_FEATURES
+from ..feature_extraction_ai2text import PITCH_FEATURES, PITCH_NORM_WINDOW
 from .schedules import scheduler_names
 
 _TRAINING_ARGUMENT_FIELDS = {f.name for f in dataclasses.fields(TrainingArguments)}
@@ -107,6 +107,9 @@ class Recipe:
     # the demo's test CER (8.8 h, 900 voices: 9.1 -> 4.3 % at the same steps) but made the 0.3 h test-fixture
     # corpus worse (val 33 -> 58 %); recipes/demo-cpu.yaml opts in.
     pitch: bool = False
+    # Seconds around each frame whose voiced mean the log-F0 is centred on; null: the whole utterance (better
+    # on single utterances, worse when a long recording changes speaker; see docs/recipes.md).
+    pitch_norm_window: float | None = PITCH_NORM_WINDOW
     n_fft: int = 400
     hop_length: int = _MODEL.hop_length
     # Tokenizer
@@ -342,6 +345,11 @@ def _check(recipe: Recipe) -> None:
     for name in ("learning_rate", "max_batch_seconds", "num_epochs"):
         if not getattr(recipe, name) or getattr(recipe, name) <= 0:
             raise RecipeError(f"{name} must be positive, got {getattr(recipe, name)!r}")
+    if recipe.pitch_norm_window is not None and not recipe.pitch_norm_window > 0:
+        raise RecipeError(
+            f"pitch_norm_window must be a positive number of seconds, or null for the whole utterance; "
+            f"got {recipe.pitch_norm_window!r}"
+        )
 
 
 def save_recipe(recipe: Recipe, path: str | Path) -> None:
