@@ -17,10 +17,12 @@ padded frames the model computed on, and the largest padded batch (what decides 
 from __future__ import annotations
 
 import argparse
+import itertools
 import tempfile
 from pathlib import Path
 
 import numpy as np
+import torch
 from torch.utils.data import DataLoader
 from transformers import Trainer
 from transformers.trainer_callback import PrinterCallback
@@ -30,7 +32,7 @@ from ai2text_hf.data.sampler import DurationBatchSampler
 from ai2text_hf.training.recipe import Recipe, load_recipe
 from ai2text_hf.training.trainer import CTCTrainer, build_trainer
 
-from .common import REPO, print_table
+from .common import REPO, forward_flops, matmul_gflops, print_table
 
 
 class RecordingCollator:
@@ -70,6 +72,22 @@ def length_grouped_loader(trainer: CTCTrainer) -> DataLoader:
     return trainer.accelerator.prepare(loader)
 
 
+def training_flops_per_audio_second(trainer: CTCTrainer, seconds_per_frame: float, batches: int = 8) -> float:
+    """Floating-point operations of training per second of real audio, over the loader's first ``batches``.
+
+    Three times the forward pass (the backward pass costs two, the usual estimate): torch's FLOP counter
+    over-counts the gradients of the strided and grouped convolutions of the front end. Padded frames
+    count, since the model computes them.
+    """
+    model, flops, frames = trainer.model.eval(), 0.0, 0
+    with torch.no_grad():
+        for batch in itertools.islice(trainer.get_train_dataloader(), batches):
+            inputs = {key: batch[key] for key in ("input_features", "attention_mask")}
+            flops += 3 * forward_flops(lambda inputs=inputs: model(**inputs).logits, model.config)
+            frames += int(batch["attention_mask"].sum())
+    return flops / (frames * seconds_per_frame)
+
+
 def measure(recipe: Recipe, dataset: Path, work: Path, grouping: str, batch_size: int) -> dict[str, float]:
     overrides = {
         **recipe.to_dict(),
@@ -94,13 +112,16 @@ def measure(recipe: Recipe, dataset: Path, work: Path, grouping: str, batch_size
         trainer.get_train_dataloader = lambda: length_grouped_loader(trainer)
     output = trainer.train()
     runtime = output.metrics["train_runtime"]
-    return {
+    result = {
         "audio_seconds_per_second": recorder.real_frames * seconds_per_frame / runtime,
         "padding_share": recorder.padding_share,
         "largest_batch_seconds": recorder.largest_batch_seconds,
         "steps": output.global_step,
         "runtime": runtime,
     }
+    trainer.data_collator = recorder.collator  # the counting batches below are not part of the run
+    result["flops_per_audio_second"] = training_flops_per_audio_second(trainer, seconds_per_frame)
+    return result
 
 
 def main() -> None:
@@ -116,10 +137,13 @@ def main() -> None:
     durations = np.asarray(load_prepared(dataset)["train"]["duration"])
     ours = DurationBatchSampler(durations, recipe.max_batch_seconds, recipe.batch_size, seed=recipe.seed)
     batch_size = max(1, round(len(durations) / len(ours)))
-    rows = []
+    rows, costs = [], []
+    peak = matmul_gflops(threads=torch.get_num_threads())
     with tempfile.TemporaryDirectory(prefix="bench-train-") as work:
         for grouping in ("duration buckets", "group_by_length"):
             result = measure(recipe, dataset, Path(work), grouping, batch_size)
+            costs.append(f"{result['flops_per_audio_second'] / 1e9:.2f} with {grouping}")
+            achieved = result["audio_seconds_per_second"] * result["flops_per_audio_second"] / 1e9
             rows.append(
                 (
                     grouping,
@@ -128,13 +152,22 @@ def main() -> None:
                     f"{100 * result['padding_share']:.1f} %",
                     f"{result['largest_batch_seconds']:.0f}",
                     f"{result['runtime']:.1f}",
+                    f"{achieved:.0f} ({achieved / peak:.0%})",
                 )
             )
     print_table(
         f"Training throughput, {Path(args.recipe).name} on {dataset.name} ({len(durations)} train utterances; "
         f"group_by_length batch size {batch_size} = our mean utterances per batch)",
         rows,
-        ("batching", "steps", "audio-s / s", "padding", "largest padded batch (s)", "train time (s)"),
+        (
+            "batching", "steps", "audio-s / s", "padding", "largest padded batch (s)", "train time (s)",
+            "GFLOP/s (share of a large fp32 matrix product's)",
+        ),
+    )  # fmt: skip
+    print(
+        f"\nA large fp32 matrix product (1024x1024) runs at {peak:.0f} GFLOP/s on these {torch.get_num_threads()} "
+        f"threads. Training costs {' and '.join(costs)} GFLOP per second of audio, padding included (3x the "
+        "forward pass)."
     )
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from torch.utils.flop_counter import FlopCounterMode
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
@@ -52,3 +53,26 @@ def print_table(title: str, rows: list[tuple[str, ...]], header: tuple[str, ...]
     print("|" + "---|" * len(header))
     for row in rows:
         print("| " + " | ".join(row) + " |")
+
+
+def matmul_gflops(threads: int, size: int = 1024, repeats: int = 20) -> float:
+    """fp32 GFLOP/s of ``threads`` threads on a large square matrix product: what the cores can reach."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    a, b = torch.randn(size, size), torch.randn(size, size)
+    seconds = best_time(lambda: [a @ b for _ in range(repeats)], repeats=3)
+    torch.set_num_threads(previous)
+    return 2 * size**3 * repeats / seconds / 1e9
+
+
+def forward_flops(run: Callable[[], torch.Tensor], config) -> float:
+    """Floating-point operations of ``run()``, a forward pass returning (batch, frames, vocab) logits.
+
+    torch's FLOP counter sees the matrix products and convolutions; the attention products (scores and
+    weighted values, 4 x frames² x d_model per layer and utterance) are added by hand: the counter does
+    not see the CPU SDPA kernel.
+    """
+    with FlopCounterMode(display=False) as counter:
+        logits = run()
+    batch, frames, _ = logits.shape
+    return counter.get_total_flops() + batch * 4 * frames**2 * config.d_model * config.num_encoder_layers
