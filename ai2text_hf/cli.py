@@ -567,14 +567,14 @@ def _run_prepare(args: argparse.Namespace) -> None:
         "hop_length": args.hop_length,
         "sampling_rate": args.sample_rate,
         "pitch": args.pitch,
-        "pitch_norm_window": args.pitch_norm_window,
     }
+    settings = {k: v for k, v in settings.items() if v is not None}  # not given: the extractor's default
+    if args.pitch_norm_window is not None:
+        settings["pitch_norm_window"] = args.pitch_norm_window or None  # 0: centre on the whole utterance
     result = prepare_dataset(
         args.csv,
         args.output,
-        feature_extractor=AI2TextFeatureExtractor(
-            **{k: (v or None) if k == "pitch_norm_window" else v for k, v in settings.items() if v is not None}
-        ),
+        feature_extractor=AI2TextFeatureExtractor(**settings),
         subsampling_factor=args.subsampling_factor,
         hf_dataset=args.hf_dataset,
         audio_column=args.audio_column,

@@ -11,8 +11,9 @@ exported folder is served and transcribed. Both models go through the same expor
 compares like with like; the last column is what a user gets from our export against the baseline as
 transformers runs it. Our export is also timed int8-quantized (``ai2text export --quantize int8``).
 
-A last table says what limits the main path (PyTorch, fp32, one thread): the model's multiply-adds per
-second of audio against the rate this core reaches on one large matrix product, measured in the same run.
+A last table says what limits the main path (PyTorch, fp32, one thread): the model's floating-point
+operations per second of audio against the rate this core reaches on one large matrix product, measured in
+the same run.
 
     .venv/bin/python -m benchmarks.bench_inference [--model runs/demo/model]
 """
