@@ -104,7 +104,7 @@ class Recipe:
     sample_rate: int = _MODEL.sample_rate
     n_mels: int = _MODEL.n_mels
     # 3 pitch columns per frame (voicing, log-F0, slope) after the mels, for the tones. Off by default: they halve
-    # the demo's test CER (8.8 h, 900 voices: 9.1 -> 4.3 % at the same steps) but made the 0.3 h test-fixture
+    # the demo's test CER (8.8 h, 900 voices: 9.1 -> 4.7 % at the same steps) but made the 0.3 h test-fixture
     # corpus worse (val 33 -> 58 %); recipes/demo-cpu.yaml opts in.
     pitch: bool = False
     # Seconds around each frame whose voiced mean the log-F0 is centred on; null: the whole utterance (better
