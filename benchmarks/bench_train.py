@@ -89,9 +89,12 @@ def training_flops_per_audio_second(trainer: CTCTrainer, seconds_per_frame: floa
     return flops / (frames * seconds_per_frame)
 
 
-def measure(recipe: Recipe, dataset: Path, work: Path, grouping: str, batch_size: int) -> dict[str, float]:
+def measure(
+    recipe: Recipe, dataset: Path, work: Path, grouping: str, batch_size: int, float32: bool = False
+) -> dict[str, float]:
     overrides = {
         **recipe.to_dict(),
+        "use_amp": recipe.use_amp and not float32,
         "max_train_minutes": None,
         "eval_strategy": "no",
         "save_strategy": "no",
@@ -114,6 +117,7 @@ def measure(recipe: Recipe, dataset: Path, work: Path, grouping: str, batch_size
     output = trainer.train()
     runtime = output.metrics["train_runtime"]
     result = {
+        "precision": "bf16" if trainer.args.bf16 else "fp16" if trainer.args.fp16 else "fp32",
         "audio_seconds_per_second": recorder.real_frames * seconds_per_frame / runtime,
         "padding_share": recorder.padding_share,
         "largest_batch_seconds": recorder.largest_batch_seconds,
@@ -138,16 +142,22 @@ def main() -> None:
     durations = np.asarray(load_prepared(dataset)["train"]["duration"])
     ours = DurationBatchSampler(durations, recipe.max_batch_seconds, recipe.batch_size, seed=recipe.seed)
     batch_size = max(1, round(len(durations) / len(ours)))
-    rows, costs = [], []
-    peak = matmul_gflops(threads=torch.get_num_threads())
+    rows, costs = [], {}
+    threads = torch.get_num_threads()
+    peaks = {"fp32": matmul_gflops(threads), "bf16": matmul_gflops(threads, dtype=torch.bfloat16)}
+    runs = [("duration buckets", False), ("group_by_length", False)]
     with tempfile.TemporaryDirectory(prefix="bench-train-") as work:
-        for grouping in ("duration buckets", "group_by_length"):
-            result = measure(recipe, dataset, Path(work), grouping, batch_size)
-            costs.append(f"{result['flops_per_audio_second'] / 1e9:.2f} with {grouping}")
+        for grouping, float32 in runs:
+            result = measure(recipe, dataset, Path(work) / str(len(rows)), grouping, batch_size, float32)
+            if result["precision"] != "fp32" and grouping == "duration buckets":
+                runs.insert(1, (grouping, True))  # what the mixed precision gains, in the same run
+            costs[grouping] = f"{result['flops_per_audio_second'] / 1e9:.2f} with {grouping}"
             achieved = result["audio_seconds_per_second"] * result["flops_per_audio_second"] / 1e9
+            peak = peaks.get(result["precision"], peaks["fp32"])
             rows.append(
                 (
                     grouping,
+                    result["precision"],
                     f"{result['steps']}",
                     f"{result['audio_seconds_per_second']:.1f}",
                     f"{100 * result['padding_share']:.1f} %",
@@ -161,14 +171,15 @@ def main() -> None:
         f"group_by_length batch size {batch_size} = our mean utterances per batch)",
         rows,
         (
-            "batching", "steps", "audio-s / s", "padding", "largest padded batch (s)", "train time (s)",
-            "GFLOP/s (share of a large fp32 matrix product's)",
+            "batching", "precision", "steps", "audio-s / s", "padding", "largest padded batch (s)", "train time (s)",
+            "GFLOP/s (share of a large matrix product's in that precision)",
         ),
     )  # fmt: skip
     print(
-        f"\nA large fp32 matrix product (1024x1024) runs at {peak:.0f} GFLOP/s on these {torch.get_num_threads()} "
-        f"threads. Training costs {' and '.join(costs)} GFLOP per second of audio, padding included (3x the "
-        "forward pass)."
+        f"\nA large matrix product (1024x1024) runs at {peaks['fp32']:.0f} GFLOP/s in fp32 and {peaks['bf16']:.0f} "
+        f"in bf16 on these {threads} threads. Training costs {' and '.join(costs.values())} GFLOP per second of audio, "
+        "padding included (3x the forward pass). The recipe's precision is what `ai2text train` uses on this "
+        "machine (bf16 autocast on a CPU with AVX512-BF16 or AMX when the recipe sets use_amp: true, amp_dtype: bf16)."
     )
 
 

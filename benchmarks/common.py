@@ -55,11 +55,11 @@ def print_table(title: str, rows: list[tuple[str, ...]], header: tuple[str, ...]
         print("| " + " | ".join(row) + " |")
 
 
-def matmul_gflops(threads: int, size: int = 1024, repeats: int = 20) -> float:
-    """fp32 GFLOP/s of ``threads`` threads on a large square matrix product: what the cores can reach."""
+def matmul_gflops(threads: int, size: int = 1024, repeats: int = 20, dtype: torch.dtype = torch.float32) -> float:
+    """GFLOP/s of ``threads`` threads on a large square ``dtype`` matrix product: what the cores can reach."""
     previous = torch.get_num_threads()
     torch.set_num_threads(threads)
-    a, b = torch.randn(size, size), torch.randn(size, size)
+    a, b = torch.randn(size, size, dtype=dtype), torch.randn(size, size, dtype=dtype)
     seconds = best_time(lambda: [a @ b for _ in range(repeats)], repeats=3)
     torch.set_num_threads(previous)
     return 2 * size**3 * repeats / seconds / 1e9

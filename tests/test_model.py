@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import torch
 from conftest import CODE_FILES
+from torch.utils._python_dispatch import TorchDispatchMode
 from transformers import (
     AutoConfig,
     AutoFeatureExtractor,
@@ -30,6 +31,7 @@ from ai2text_hf import (
     AI2TextForCTC,
     AI2TextProcessor,
     AI2TextTokenizer,
+    modeling_ai2text,
 )
 
 SR = 16000
@@ -145,6 +147,45 @@ def test_ctc_loss_with_padded_labels_is_finite_and_backpropagates() -> None:
     grads = [p.grad for p in model.parameters() if p.requires_grad]
     assert all(g is not None and torch.isfinite(g).all() for g in grads)
     assert sum(float(g.abs().sum()) for g in grads) > 0
+
+
+@pytest.mark.parametrize(("stride", "groups"), [(1, 16), (2, 1)])
+def test_convolution_over_time_matches_the_conv1d_module(stride: int, groups: int) -> None:
+    """The depthwise and pitch convs run as channels-last 2-D convs: same weights, same values as Conv1d."""
+    torch.manual_seed(0)
+    conv = torch.nn.Conv1d(16, 16, kernel_size=7, stride=stride, padding=3, groups=groups)
+    x = torch.randn(3, 41, 20)[..., 2:18]  # (batch, time, channels), a non-contiguous slice as in the model
+    expected = conv(x.transpose(1, 2)).transpose(1, 2)
+    torch.testing.assert_close(modeling_ai2text._conv_over_time(conv, x), expected, rtol=1e-5, atol=1e-6)
+
+
+def test_cpu_bf16_autocast_keeps_attention_and_convolutions_in_float32() -> None:
+    """Under CPU bf16 autocast the matrix products run in bf16, attention and convolutions in float32 (their
+    bf16 gradients are slower than float32 on CPUs), and the model still trains."""
+    model = _model().train()
+    batch = _features(_waves(1.0, 1.6))
+    labels = torch.tensor([[5, 6, 2, 7, -100], [3, 4, 5, 2, 6]])
+    seen: dict[str, set[torch.dtype]] = {}
+
+    class RecordDtypes(TorchDispatchMode):
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            name = func.overloadpacket.__name__
+            dtypes = {a.dtype for a in args if isinstance(a, torch.Tensor) and a.is_floating_point()}
+            seen.setdefault(name, set()).update(dtypes)
+            return func(*args, **(kwargs or {}))
+
+    with torch.autocast("cpu", dtype=torch.bfloat16), RecordDtypes():
+        loss = model(**batch, labels=labels).loss
+    loss.backward()
+    attention = [name for name in seen if "scaled_dot_product" in name]
+    assert attention and all(seen[name] == {torch.float32} for name in attention)
+    assert seen["convolution"] == {torch.float32}
+    assert torch.bfloat16 in seen["addmm"]
+    assert torch.isfinite(loss)
+    assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
+    with torch.no_grad():
+        reference = model(**batch, labels=labels).loss
+    assert float(loss.detach()) == pytest.approx(float(reference), rel=0.05)
 
 
 def test_intermediate_ctc_mixes_its_losses_into_the_training_loss() -> None:

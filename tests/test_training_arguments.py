@@ -10,6 +10,7 @@ import pytest
 import torch
 from conftest import TINY_RECIPE, TrainedModel
 
+from ai2text_hf.training import arguments
 from ai2text_hf.training.arguments import (
     optimizer_steps_per_epoch,
     recipe_arguments,
@@ -72,6 +73,25 @@ def test_auto_device_on_this_machine_is_the_cpu_and_amp_is_dropped_with_a_note()
         "dataloader_pin_memory": False,
     }
     assert resolve_hardware(load_recipe(TINY_RECIPE), environ={}).notes == []
+
+
+@requires_no_accelerator
+@pytest.mark.parametrize("has_bf16", [True, False])
+def test_bf16_on_the_cpu_is_used_exactly_when_the_cpu_has_bf16_instructions(
+    has_bf16: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(arguments, "cpu_has_bf16", lambda: has_bf16)
+    recipe = load_recipe(TINY_RECIPE, {"use_amp": True, "amp_dtype": "bf16"})
+    hardware = resolve_hardware(recipe, environ={})
+    assert (hardware.device, hardware.precision) == ("cpu", "bf16" if has_bf16 else "no")
+    assert hardware.training_arguments(recipe)["bf16"] is has_bf16
+    if has_bf16:
+        assert hardware.notes == []
+    else:
+        assert "without bfloat16 instructions (AVX512-BF16 or AMX)" in hardware.notes[0]
+        assert "trains in float32" in hardware.notes[0]
+    fp16 = resolve_hardware(load_recipe(TINY_RECIPE, {"use_amp": True, "amp_dtype": "fp16"}), environ={})
+    assert fp16.precision == "no" and "fp16 mixed precision applies on CUDA GPUs only" in fp16.notes[0]
 
 
 @requires_no_accelerator

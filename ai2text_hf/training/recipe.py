@@ -127,7 +127,7 @@ class Recipe:
     batch_size: int | None = None  # optional cap on utterances per batch
     eval_batch_seconds: float = 400.0
     grad_accum_steps: int = 1
-    use_amp: bool = False
+    use_amp: bool = False  # CUDA GPUs; bf16 also on CPUs with AVX512-BF16 or AMX (float32 elsewhere, with a note)
     amp_dtype: str = "fp16"  # fp16 or bf16; `accelerate launch --mixed_precision` wins when it disagrees
     device: str = "auto"  # auto, cpu, cuda or mps
     num_workers: int = 0
