@@ -77,6 +77,11 @@ class AI2TextFeatureExtractor(SequenceFeatureExtractor):
         )
         if normalize not in ("utterance", "none"):
             raise ValueError(f"normalize must be 'utterance' or 'none', got {normalize!r}")
+        if pitch_norm_window is not None and not pitch_norm_window > 0:
+            raise ValueError(
+                f"pitch_norm_window must be a positive number of seconds, or None (0 with `ai2text prepare "
+                f"--pitch-norm-window`) for the whole utterance; got {pitch_norm_window!r}"
+            )
         self.n_fft = n_fft
         self.win_length = win_length
         self.hop_length = hop_length
@@ -204,20 +209,21 @@ class AI2TextFeatureExtractor(SequenceFeatureExtractor):
         # Octave errors (a sub- or super-harmonic won) lie far from the typical pitch around them: drop them.
         # Around them, not over the whole input: two voices an octave apart would otherwise lose one.
         candidates = torch.where(voiced, log_f0, float("nan"))
-        if self.pitch_norm_window is None:
+        half = self._half_window()
+        if half is None:
             typical = candidates.nanmedian(1, keepdim=True).values
         else:
             # The window's median every 10th frame (each frame takes the nearest): a tenth of the sorting, and
             # 0.1 s steps are fine enough to tell a voice from its octave.
-            half, step = self._half_window(), 10
+            step = 10
             padded = torch.nn.functional.pad(candidates, (half, half + step), value=float("nan"))
             coarse = padded.unfold(1, 2 * half + 1, step).nanmedian(-1).values
             typical = coarse[:, (torch.arange(frames) + step // 2) // step]
         voiced &= (log_f0 - typical).abs() < 0.7
         weights = voiced.to(log_f0.dtype)
         mean = (log_f0 * weights).sum(1, keepdim=True) / weights.sum(1, keepdim=True).clamp(min=1.0)
-        if self.pitch_norm_window is not None:
-            mean = self._windowed_mean(log_f0, weights, mean)
+        if half is not None:
+            mean = self._windowed_mean(log_f0, weights, mean, half)
         index = torch.arange(frames).expand_as(log_f0)
         last_voiced = torch.where(voiced, index, -1).cummax(1).values
         held = torch.where(last_voiced >= 0, log_f0.gather(1, last_voiced.clamp(min=0)), mean) - mean
@@ -228,18 +234,21 @@ class AI2TextFeatureExtractor(SequenceFeatureExtractor):
         slope = (slope[:, 2:] - slope[:, :-2]) / 2
         return torch.stack([voicing, PITCH_SCALE * held, SLOPE_SCALE * slope], dim=-1)
 
-    def _half_window(self) -> int:
-        """Frames on each side of a frame in ``pitch_norm_window``."""
+    def _half_window(self) -> int | None:
+        """Frames on each side of a frame in ``pitch_norm_window``; None: centre on the whole input."""
+        if self.pitch_norm_window is None:
+            return None
         return max(1, round(self.pitch_norm_window * self.sampling_rate / self.hop_length / 2))
 
-    def _windowed_mean(self, log_f0: torch.Tensor, weights: torch.Tensor, overall: torch.Tensor) -> torch.Tensor:
+    def _windowed_mean(
+        self, log_f0: torch.Tensor, weights: torch.Tensor, overall: torch.Tensor, half: int
+    ) -> torch.Tensor:
         """Voiced mean of the log-F0 in a window centred on each frame, (batch, frames).
 
-        Window sums by average pooling (each one summed directly: a running cumsum over an hour of
-        frames would lose float32 precision). Windows with fewer than ``PITCH_MIN_VOICED_FRAMES`` voiced
-        frames are topped up with the ``overall`` mean.
+        ``half``: frames on each side (``_half_window``). Window sums by average pooling (each one summed
+        directly: a running cumsum over an hour of frames would lose float32 precision). Windows with fewer
+        than ``PITCH_MIN_VOICED_FRAMES`` voiced frames are topped up with the ``overall`` mean.
         """
-        half = self._half_window()
         size = 2 * half + 1
         pooled = torch.nn.functional.avg_pool1d(
             torch.stack([log_f0 * weights, weights], dim=1), size, stride=1, padding=half, count_include_pad=True

@@ -9,6 +9,7 @@ folder does. onnxruntime is an optional dependency (the ``export`` extra), impor
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from transformers.modeling_outputs import CausalLMOutput
@@ -16,18 +17,31 @@ from transformers.modeling_outputs import CausalLMOutput
 from .configuration_ai2text import AI2TextConfig
 from .modeling_ai2text import AI2TextForCTC, _conv_out_lengths
 
+if TYPE_CHECKING:
+    import onnxruntime
+
 ONNX_NAME = "model.onnx"
 ONNX_INPUTS = ("input_features", "attention_mask")
 
 
-class OnnxCTCModel:
-    """``model.onnx`` on onnxruntime's CPU provider, called like ``AI2TextForCTC`` in evaluation mode.
+def session_options() -> onnxruntime.SessionOptions:
+    """onnxruntime session options under torch's thread budget, without spin-waiting between runs.
 
     onnxruntime does not read ``OMP_NUM_THREADS``; it gets torch's thread count so both backends run
     under the same thread budget. Its threads do not spin-wait for work after a run: between runs torch
     computes the next batch's features on the same cores, and spinning threads slowed that (and so the
     whole transcription at 2 threads, batch 8) by a quarter.
     """
+    import onnxruntime
+
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = torch.get_num_threads()
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    return options
+
+
+class OnnxCTCModel:
+    """``model.onnx`` on onnxruntime's CPU provider, called like ``AI2TextForCTC`` in evaluation mode."""
 
     def __init__(self, model_dir: str | Path):
         try:
@@ -38,11 +52,8 @@ class OnnxCTCModel:
             ) from error
         model_dir = Path(model_dir)
         self.config = AI2TextConfig.from_pretrained(str(model_dir))
-        options = onnxruntime.SessionOptions()
-        options.intra_op_num_threads = torch.get_num_threads()
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self.session = onnxruntime.InferenceSession(
-            str(model_dir / ONNX_NAME), options, providers=["CPUExecutionProvider"]
+            str(model_dir / ONNX_NAME), session_options(), providers=["CPUExecutionProvider"]
         )
         self.num_convs = self.config.subsampling_factor.bit_length() - 1  # one stride-2 conv per halving
 

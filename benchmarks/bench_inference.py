@@ -32,7 +32,7 @@ from transformers import Wav2Vec2Config, Wav2Vec2ForCTC
 
 from ai2text_hf import AI2TextConfig, AI2TextFeatureExtractor, AI2TextForCTC
 from ai2text_hf.export.onnx import export_onnx, quantize_onnx
-from ai2text_hf.onnx_model import ONNX_NAME, OnnxCTCModel
+from ai2text_hf.onnx_model import ONNX_NAME, OnnxCTCModel, session_options
 
 from .common import best_time, demo_waveforms, forward_flops, matmul_gflops, print_table
 
@@ -116,9 +116,7 @@ def measure(
     torch_rows, onnx_rows, int8_rows = [], [], []
     for threads, batch in ((1, 1), (2, 8)):
         torch.set_num_threads(threads)
-        options = onnxruntime.SessionOptions()
-        options.intra_op_num_threads = threads
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")  # as OnnxCTCModel
+        options = session_options()  # the same settings as our OnnxCTCModel
         baseline_session = onnxruntime.InferenceSession(str(baseline_onnx), options, providers=["CPUExecutionProvider"])
         with torch.inference_mode():
             t_ours = best_time(functools.partial(run_ours, ours, batch), repeats=2)

@@ -30,6 +30,7 @@ from transformers.trainer_callback import PrinterCallback
 
 from ai2text_hf.data.prepare import load_prepared
 from ai2text_hf.data.sampler import DurationBatchSampler
+from ai2text_hf.training.arguments import resolve_hardware
 from ai2text_hf.training.recipe import Recipe, load_recipe
 from ai2text_hf.training.trainer import CTCTrainer, build_trainer
 
@@ -145,12 +146,12 @@ def main() -> None:
     rows, costs = [], {}
     threads = torch.get_num_threads()
     peaks = {"fp32": matmul_gflops(threads), "bf16": matmul_gflops(threads, dtype=torch.bfloat16)}
-    runs = [("duration buckets", False), ("group_by_length", False)]
+    # With mixed precision on this machine, also our batching in float32: what the precision gains, in the same run.
+    mixed = resolve_hardware(recipe).amp
+    runs = [("duration buckets", False), *([("duration buckets", True)] if mixed else []), ("group_by_length", False)]
     with tempfile.TemporaryDirectory(prefix="bench-train-") as work:
-        for grouping, float32 in runs:
-            result = measure(recipe, dataset, Path(work) / str(len(rows)), grouping, batch_size, float32)
-            if result["precision"] != "fp32" and grouping == "duration buckets":
-                runs.insert(1, (grouping, True))  # what the mixed precision gains, in the same run
+        for index, (grouping, float32) in enumerate(runs):
+            result = measure(recipe, dataset, Path(work) / str(index), grouping, batch_size, float32)
             costs[grouping] = f"{result['flops_per_audio_second'] / 1e9:.2f} with {grouping}"
             achieved = result["audio_seconds_per_second"] * result["flops_per_audio_second"] / 1e9
             peak = peaks.get(result["precision"], peaks["fp32"])

@@ -182,11 +182,9 @@ def test_prepare_stores_the_pitch_columns_and_says_so(tmp_path: Path) -> None:
     )
 
 
-@pytest.mark.parametrize(("flag", "stored"), [(None, 1.5), ("3", 3.0), ("0", None)])
-def test_prepare_pitch_norm_window_flag_reaches_the_manifest(tmp_path: Path, flag: str | None, stored) -> None:
+def _voice_csv(tmp_path: Path) -> Path:
+    """A three-row metadata CSV (train, val, test) of one steady voice each."""
     import soundfile as sf
-
-    from ai2text_hf.cli import main
 
     rows = []
     for index, split in enumerate(["train", "val", "test"]):
@@ -195,9 +193,29 @@ def test_prepare_pitch_norm_window_flag_reaches_the_manifest(tmp_path: Path, fla
     (tmp_path / "metadata.csv").write_text(
         "file_path,transcript,duration,split,speaker_id\n" + "\n".join(rows) + "\n", encoding="utf-8"
     )
-    args = ["prepare", "--csv", str(tmp_path / "metadata.csv"), "--output", str(tmp_path / "v1"), "--pitch"]
+    return tmp_path / "metadata.csv"
+
+
+@pytest.mark.parametrize(("flag", "stored"), [(None, 1.5), ("3", 3.0), ("0", None)])
+def test_prepare_pitch_norm_window_flag_reaches_the_manifest(tmp_path: Path, flag: str | None, stored) -> None:
+    from ai2text_hf.cli import main
+
+    args = ["prepare", "--csv", str(_voice_csv(tmp_path)), "--output", str(tmp_path / "v1"), "--pitch"]
     assert main(args + (["--pitch-norm-window", flag] if flag else []) + ["--num-proc", "1"]) == 0
     assert read_manifest(tmp_path / "v1")["feature_extractor"]["pitch_norm_window"] == stored
+
+
+def test_prepare_refuses_a_negative_pitch_norm_window_and_writes_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    from ai2text_hf.cli import main
+
+    args = ["prepare", "--csv", str(_voice_csv(tmp_path)), "--output", str(tmp_path / "v1"), "--pitch"]
+    assert main(args + ["--pitch-norm-window", "-1", "--num-proc", "1"]) != 0
+    assert "pitch_norm_window must be a positive number of seconds" in capsys.readouterr().err
+    assert not (tmp_path / "v1").exists()
+    with pytest.raises(ValueError, match="pitch_norm_window must be a positive number"):
+        AI2TextFeatureExtractor(pitch=True, pitch_norm_window=0)
 
 
 def test_recipe_pitch_norm_window_null_centres_on_the_whole_utterance() -> None:
