@@ -136,10 +136,11 @@ def _long_recording(trained_model: TrainedModel, seconds: float = 120.0) -> tupl
 
 
 def test_chunked_long_audio_is_as_good_as_unchunked(asr, trained_model, record_property) -> None:
-    """Chunking a 2-minute recording (10 s chunks, default 1/6 strides) changes its CER by at most 2 points.
+    """Chunking a 2-minute recording (10 s chunks, default 1/6 strides) costs at most 2 points of CER.
 
-    Measured on the fixture model: CER 0.346 unchunked, 0.345 chunked, 336 and 337 words (377 in the
-    reference: the model merges some syllables).
+    One-sided: attention over the whole 2 minutes, far longer than any training utterance, may do worse than
+    10 s chunks (fixture model on the noise-floor corpus: CER 0.422 unchunked, 0.393 chunked); the word counts
+    below catch a stride counted twice or dropped either way.
     """
     audio, reference = _long_recording(trained_model)
     assert 120 <= len(audio) / SR < 130
@@ -149,7 +150,7 @@ def test_chunked_long_audio_is_as_good_as_unchunked(asr, trained_model, record_p
     record_property("cer_unchunked", round(cer_unchunked, 4))
     record_property("cer_chunked", round(cer_chunked, 4))
     print(f"2-minute recording: CER unchunked {cer_unchunked:.4f}, chunked (10 s) {cer_chunked:.4f}")
-    assert abs(cer_chunked - cer_unchunked) <= 0.02, (cer_unchunked, cer_chunked)
+    assert cer_chunked - cer_unchunked <= 0.02, (cer_unchunked, cer_chunked)
     # A stride counted twice would add ~1/6 more words, a dropped one remove as many.
     words_unchunked, words_chunked = len(unchunked.split()), len(chunked.split())
     assert abs(words_chunked - words_unchunked) <= 0.05 * words_unchunked, (words_unchunked, words_chunked)

@@ -203,6 +203,50 @@ def test_outside_root_is_allowed_when_asked(tmp_path: Path) -> None:
     assert allowed.counts["train"] == 1
 
 
+def test_a_symlink_leaving_the_audio_root_is_outside_it(tmp_path: Path) -> None:
+    (tmp_path / "corpus").mkdir()
+    sf.write(tmp_path / "secret.wav", _tone(0.7), 16000)
+    sf.write(tmp_path / "corpus" / "own.wav", _tone(0.7), 16000)
+    (tmp_path / "corpus" / "escape.wav").symlink_to(tmp_path / "secret.wav")
+    (tmp_path / "corpus" / "inside.wav").symlink_to(tmp_path / "corpus" / "own.wav")
+    _write_csv(tmp_path / "corpus" / "meta.csv", [["escape.wav", "một", "", "", ""], ["inside.wav", "hai", "", "", ""]])
+    result = prepare_dataset(tmp_path / "corpus" / "meta.csv", tmp_path / "out", progress=False)
+    assert result.skipped_by_reason == {"outside_root": 1} and result.counts["train"] == 1
+    report = json.loads((tmp_path / "out" / "report.json").read_text(encoding="utf-8"))
+    assert report[0]["reasons"] == ["outside_root"] and f"a link to {tmp_path / 'secret.wav'}" in report[0]["fix"]
+
+
+@pytest.mark.parametrize("written, on_disk", [("NFD", "NFC"), ("NFC", "NFD")])
+def test_a_path_in_the_other_unicode_normalisation_finds_its_file(tmp_path: Path, written: str, on_disk: str) -> None:
+    name = "tiếng việt/câu một.wav"
+    (tmp_path / unicodedata.normalize(on_disk, name)).parent.mkdir()
+    sf.write(tmp_path / unicodedata.normalize(on_disk, name), _tone(0.7), 16000)
+    _write_csv(tmp_path / "meta.csv", [[unicodedata.normalize(written, name), "một", "", "", ""]])
+    result = prepare_dataset(tmp_path / "meta.csv", tmp_path / "out", progress=False)
+    assert result.skipped_rows == 0 and result.counts["train"] == 1
+
+
+def test_an_unterminated_quote_names_its_line_and_loses_no_row(tmp_path: Path) -> None:
+    sf.write(tmp_path / "a.wav", _tone(0.7), 16000)
+    lines = ["file_path,transcript", "a.wav,một", 'a.wav,"hai ba', "a.wav,bốn", "a.wav,năm", "a.wav,sáu"]
+    (tmp_path / "meta.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    with pytest.raises(ValueError, match=r"meta\.csv, line 3: a quoted field opened on this line runs on to line 6"):
+        prepare_dataset(tmp_path / "meta.csv", tmp_path / "out", progress=False)
+    huge = ["file_path,transcript", "a.wav,một", "", 'a.wav,"' + "x" * 200_000]  # past csv's field size limit
+    (tmp_path / "huge.csv").write_text("\n".join(huge) + "\n", encoding="utf-8")
+    with pytest.raises(ValueError, match=r"huge\.csv, line 4: a quoted field opened on this line never closes"):
+        prepare_dataset(tmp_path / "huge.csv", tmp_path / "out", progress=False)
+    assert not (tmp_path / "out").exists()
+
+
+def test_report_names_each_rows_csv_line(tmp_path: Path) -> None:
+    sf.write(tmp_path / "a.wav", _tone(0.7), 16000)
+    (tmp_path / "meta.csv").write_text("file_path,transcript\na.wav,một\n\nmissing.wav,hai\n", encoding="utf-8")
+    prepare_dataset(tmp_path / "meta.csv", tmp_path / "out", progress=False)
+    report = json.loads((tmp_path / "out" / "report.json").read_text(encoding="utf-8"))
+    assert [(entry["row"], entry["line"], entry["status"]) for entry in report] == [(1, 2, "kept"), (2, 4, "skipped")]
+
+
 def test_bom_csv_and_audio_root(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     audio = tmp_path / "elsewhere"
     audio.mkdir()

@@ -107,9 +107,37 @@ def test_changed_inputs_are_refused_unless_overwrite(corpus: Path, tmp_path: Pat
     replaced = prepare_dataset(corpus / "meta.csv", tmp_path / "v1", min_duration=0.75, overwrite=True, progress=False)
     assert not replaced.cached and replaced.skipped_by_reason["too_short"] == 24
     assert sorted(p.name for p in tmp_path.iterdir()) == ["v1"]  # old version moved aside and removed
-    (tmp_path / "not_a_version").mkdir()
-    with pytest.raises(FileExistsError, match="not a prepared dataset version"):
-        prepare_dataset(corpus / "meta.csv", tmp_path / "not_a_version", progress=False)
+
+
+def test_overwrite_never_replaces_a_folder_prepare_did_not_write(corpus: Path, tmp_path: Path) -> None:
+    notes = tmp_path / "notes"
+    notes.mkdir()
+    (notes / "todo.txt").write_text("mine", encoding="utf-8")
+    for overwrite in (False, True):
+        with pytest.raises(FileExistsError, match=r"not a dataset version written by .* \(it holds todo"):
+            prepare_dataset(corpus / "meta.csv", notes, overwrite=overwrite, progress=False)
+    assert (notes / "todo.txt").read_text(encoding="utf-8") == "mine"
+    prepare_dataset(corpus / "meta.csv", tmp_path / "v1", progress=False)
+    (tmp_path / "v1" / "my-notes.md").write_text("kept", encoding="utf-8")  # a version the user added to
+    with pytest.raises(FileExistsError, match="my-notes.md"):
+        prepare_dataset(corpus / "meta.csv", tmp_path / "v1", min_duration=0.75, overwrite=True, progress=False)
+    assert (tmp_path / "v1" / "my-notes.md").is_file() and (tmp_path / "v1" / "dataset_dict.json").is_file()
+    (tmp_path / "empty").mkdir()  # an empty folder holds nothing to lose
+    assert prepare_dataset(corpus / "meta.csv", tmp_path / "empty", progress=False).counts["train"] == 36
+
+
+def test_overwrite_into_the_corpus_folder_loses_nothing(tmp_path: Path) -> None:
+    """The reproduction of the data-loss report: --output names the folder holding the CSV and the audio."""
+    corpus = tmp_path / "corpus"
+    (corpus / "wavs").mkdir(parents=True)
+    _wav(corpus / "wavs" / "a.wav")
+    _csv(corpus / "metadata.csv", [["wavs/a.wav", "anh trai tôi làm kỹ sư", "", "", ""]])
+    before = sorted(str(p.relative_to(corpus)) for p in corpus.rglob("*"))
+    for output in (corpus, corpus / "wavs", tmp_path):
+        code = main(["prepare", "--csv", str(corpus / "metadata.csv"), "--output", str(output), "--overwrite"])
+        assert code == 2
+    assert sorted(str(p.relative_to(corpus)) for p in corpus.rglob("*")) == before
+    assert main(["prepare", "--csv", str(corpus / "metadata.csv"), "--output", str(corpus / "v1"), "--overwrite"]) == 0
 
 
 def test_strict_fails_and_writes_no_dataset(corpus: Path, tmp_path: Path) -> None:

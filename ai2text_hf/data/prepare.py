@@ -214,7 +214,9 @@ def prepare_dataset(
 
     if not validate_only:
         output_dir = Path(output_dir).absolute()
-        if is_up_to_date(output_dir, identity, overwrite):
+        inputs = [Path(csv_path).absolute()] if csv_path is not None else [hf_dataset]
+        inputs.append(source.root if source is not None else audio_root or hf_dataset)
+        if is_up_to_date(output_dir, identity, overwrite, inputs):
             return _finish(_cached_result(output_dir, report_path), strict, progress)
         output_dir.parent.mkdir(parents=True, exist_ok=True)
         workdir = Path(tempfile.mkdtemp(prefix=f".{output_dir.name}.partial-", dir=output_dir.parent))
@@ -253,7 +255,7 @@ def prepare_dataset(
             flag_duplicate_audio(table["_reasons"], table["_fixes"], table["_digest"])
             kept = _kept_indices(table["_reasons"], table["split"])
             result = _result(source.rows, table, kept, warnings, output_dir, report_path)
-            entries = _report_entries(source.rows, table["_reasons"], table["_fixes"])
+            entries = _report_entries(source.rows, source.lines, table["_reasons"], table["_fixes"])
             if report_path is not None:
                 write_report(report_path, entries)
             if (strict and result.skipped_rows) or validate_only:
@@ -452,10 +454,14 @@ def _finish(result: PrepareResult, strict: bool, progress: bool) -> PrepareResul
     return result
 
 
-def _report_entries(rows: list[dict], reasons: list[list[str]], fixes: list[list[str]]) -> list[dict]:
+def _report_entries(
+    rows: list[dict], lines: list[int] | None, reasons: list[list[str]], fixes: list[list[str]]
+) -> list[dict]:
+    """One entry per input row; ``line`` is the row's line in the CSV (rows of a dataset folder have none)."""
     return [
         {
             "row": number,
+            **({"line": lines[number - 1]} if lines else {}),
             "file_path": row.get("file_path") or "",
             "status": "skipped" if codes else "kept",
             "reasons": codes,

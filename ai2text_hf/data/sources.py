@@ -42,6 +42,7 @@ class Source:
     root: Path  # relative paths resolve here; a path escaping it is refused
     audio: datasets.Dataset | None = None  # one ``_audio`` column {"bytes", "path"}, or None
     embedded: list[bool] | None = None  # rows whose audio bytes are in ``audio``
+    lines: list[int] | None = None  # the CSV line of each row (a CSV source only)
 
 
 def sha256_file(path: Path) -> str:
@@ -70,32 +71,71 @@ def files_fingerprint(paths: Iterable[str | os.PathLike], relative_to: Path | No
 # ---------------------------------------------------------------------------------------------------
 
 
-def read_metadata(csv_path: str | os.PathLike) -> tuple[list[Row], list[str]]:
-    """CSV data rows as dicts (UTF-8, BOM or not) and the header. Too many fields leave a ``None`` key."""
+def read_metadata(csv_path: str | os.PathLike) -> tuple[list[Row], list[str], list[int]]:
+    """CSV data rows as dicts (UTF-8, BOM or not), the header, and the line each row is on.
+
+    Too many fields leave a ``None`` key (``csv.DictReader``'s convention). Every line is accounted for: a
+    quoted field that runs across lines (an unterminated quote, which would otherwise swallow the rows after
+    it) is an error naming the line where it opened; blank lines are the only ones skipped.
+    """
     csv_path = Path(csv_path)
     if not csv_path.is_file():
         raise FileNotFoundError(f"Metadata CSV not found: {csv_path}")
+    rows: list[Row] = []
+    lines: list[int] = []
     try:
         with open(csv_path, newline="", encoding="utf-8-sig") as handle:
-            reader = csv.DictReader(handle)
-            reader.fieldnames = [name.strip().lower() for name in reader.fieldnames or []]
-            missing = [name for name in REQUIRED_COLUMNS if name not in reader.fieldnames]
+            reader = csv.reader(handle)
+            header = [name.strip().lower() for name in next(reader, [])]
+            missing = [name for name in REQUIRED_COLUMNS if name not in header]
             if missing:
                 raise ValueError(
-                    f"{csv_path} lacks the column(s) {missing}; its header is {reader.fieldnames}. "
+                    f"{csv_path} lacks the column(s) {missing}; its header is {header}. "
                     f"Expected {','.join(METADATA_COLUMNS)} (file_path and transcript are required)."
                 )
-            rows = list(reader)
+            last = reader.line_num
+            while True:
+                try:
+                    record = next(reader, None)
+                except csv.Error as error:  # e.g. "field larger than field limit": a quote that never closes
+                    raise _unclosed_quote(csv_path, last + 1, None, error) from error
+                if record is None:
+                    break
+                first, last = last + 1, reader.line_num
+                if last > first:
+                    raise _unclosed_quote(csv_path, first, last, None)
+                if record:
+                    rows.append(_as_row(header, record))
+                    lines.append(first)
     except UnicodeDecodeError as error:
         raise ValueError(f"{csv_path} is not UTF-8 ({error}): re-save it as UTF-8.") from error
     if not rows:
         raise ValueError(f"{csv_path} has a header but no data rows: nothing to prepare.")
-    return rows, list(reader.fieldnames)
+    return rows, header, lines
+
+
+def _as_row(header: list[str], record: list[str]) -> Row:
+    """``csv.DictReader``'s mapping: extra fields under ``None``, missing ones ``None``."""
+    row: dict = dict(zip(header, record))
+    if len(record) > len(header):
+        row[None] = record[len(header) :]
+    for name in header[len(record) :]:
+        row[name] = None
+    return row
+
+
+def _unclosed_quote(csv_path: Path, line: int, until: int | None, error: csv.Error | None) -> ValueError:
+    extent = f"runs on to line {until}" if until else f"never closes ({error})"
+    return ValueError(
+        f"{csv_path}, line {line}: a quoted field opened on this line {extent}, so the rows after it would be "
+        'read as its text. Close the quote (a quote inside a field is written twice: "say ""hi""") or remove '
+        "it; each row must be on one line. Nothing was prepared."
+    )
 
 
 def read_csv_source(csv_path: Path, audio_root: Path | None) -> tuple[Source, dict]:
     """The CSV's rows and its description (content sha256 + a fingerprint of the audio files it names)."""
-    rows, header = read_metadata(csv_path)
+    rows, header, lines = read_metadata(csv_path)
     root = audio_root or csv_path.parent
     paths = [resolve_path(row.get("file_path") or "", root, True)[0] for row in rows]
     description = {
@@ -106,7 +146,7 @@ def read_csv_source(csv_path: Path, audio_root: Path | None) -> tuple[Source, di
         "audio_files_sha256": files_fingerprint(paths),
     }
     extras = [name for name in header if name and name not in METADATA_COLUMNS]
-    return Source(rows=rows, extra_columns=extras, root=root), description
+    return Source(rows=rows, extra_columns=extras, root=root, lines=lines), description
 
 
 # ---------------------------------------------------------------------------------------------------

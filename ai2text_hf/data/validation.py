@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import math
 import os
+import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -159,17 +160,35 @@ def check_text(transcript: str, text: str) -> Problem | None:
 def resolve_path(given: str, root: Path, allow_outside_root: bool) -> tuple[str, Problem | None]:
     """Absolute path of a CSV path, refused when it escapes ``root`` (``../../etc/passwd``, ``/elsewhere``).
 
-    ``abspath`` rather than ``resolve()``: ``..`` is judged on the path as written, while symlinks the corpus
-    owner placed under the root stay allowed and readable in the report.
+    Judged twice: on the path as written (``..``) and on the file it finally is (a symlink under the root
+    pointing outside it escapes too). A path whose file exists under the other Unicode normalisation (NFC
+    against NFD: macOS writes decomposed names) resolves to that file.
     """
-    path = os.path.abspath(root / os.path.expanduser(given.strip()))
-    if allow_outside_root or os.path.commonpath([path, str(root)]) == str(root):
+    path = _existing_spelling(os.path.abspath(root / os.path.expanduser(given.strip())))
+    written_inside = _inside(path, str(root))
+    if allow_outside_root or (written_inside and _inside(os.path.realpath(path), os.path.realpath(root))):
         return path, None
+    link = f" (it is a link to {os.path.realpath(path)})" if written_inside else ""
     fix = (
-        f"The path leaves the audio root {root}: move the file under it, point --audio-root at a folder "
+        f"The path leaves the audio root {root}{link}: move the file under it, point --audio-root at a folder "
         "containing it, or pass --allow-outside-root if you trust this CSV."
     )
     return path, (OUTSIDE_ROOT, fix)
+
+
+def _inside(path: str, root: str) -> bool:
+    return os.path.commonpath([path, root]) == root
+
+
+def _existing_spelling(path: str) -> str:
+    """``path`` itself, or the same path in NFC or NFD when only that spelling exists on disk."""
+    if os.path.lexists(path):
+        return path
+    for form in ("NFC", "NFD"):
+        candidate = unicodedata.normalize(form, path)
+        if os.path.lexists(candidate):
+            return candidate
+    return path
 
 
 def ctc_min_frames(labels: Sequence) -> int:

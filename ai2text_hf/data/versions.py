@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 import datasets
@@ -30,6 +31,10 @@ from .. import __version__
 FORMAT_VERSION = 1
 #: Manifest entries that decide a version's content; their hash is the manifest's ``fingerprint``.
 IDENTITY_KEYS = ("format_version", "ai2text_hf_version", "source", "options", "filters", "feature_extractor")
+#: Everything a version folder holds: a folder with anything else in it is not ours to replace.
+VERSION_ENTRIES = frozenset(
+    {"dataset_dict.json", "train", "val", "test", "report.json", "stats.json", "manifest.json"}
+)
 
 
 def read_manifest(path: str | os.PathLike) -> dict:
@@ -67,28 +72,61 @@ def fingerprint(identity: dict) -> str:
     return hashlib.sha256(json.dumps(identity, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
 
 
-def is_up_to_date(output_dir: Path, identity: dict, overwrite: bool) -> bool:
+def is_up_to_date(output_dir: Path, identity: dict, overwrite: bool, inputs: Sequence[Path] = ()) -> bool:
     """True when ``output_dir`` already holds this exact version; refuses a different one unless ``overwrite``.
 
+    Only a folder that is recognisably a version written here (its manifest, and nothing but a version's
+    entries) is ever replaced; ``inputs`` (the CSV, the audio root, a dataset folder) must not lie inside it.
+
     Raises:
-        FileExistsError: ``output_dir`` exists with other content and ``overwrite`` is off.
+        FileExistsError: ``output_dir`` holds other content and ``overwrite`` is off, or it is not a version
+            (then ``overwrite`` cannot replace it either).
     """
+    holding = [str(path) for path in inputs if output_dir == path or output_dir in path.parents]
+    if holding:
+        raise FileExistsError(
+            f"--output {output_dir} contains this preparation's input ({', '.join(holding)}): a dataset version "
+            "must be written to a folder of its own, e.g. data/processed/NAME. Nothing was written."
+        )
     if not output_dir.exists():
         return False
     manifest_path = output_dir / "manifest.json"
     manifest = json.loads(manifest_path.read_text(encoding="utf-8")) if manifest_path.is_file() else None
     if manifest is not None and manifest.get("fingerprint") == fingerprint(identity):
         return (output_dir / "dataset_dict.json").is_file()
-    if overwrite:
+    foreign = foreign_entries(output_dir)
+    if foreign is not None:
+        shown = ", ".join(foreign[:5]) + (f" and {len(foreign) - 5} more" if len(foreign) > 5 else "")
+        raise FileExistsError(
+            f"{output_dir} already exists and is not a dataset version written by `ai2text prepare` (it holds "
+            f"{shown}). prepare never replaces a folder it did not write, even with --overwrite: choose a new "
+            "folder for --output, e.g. data/processed/NAME."
+        )
+    if overwrite or manifest is None:  # replace the version, or fill an empty folder
         return False
-    if manifest is None:
-        why = "it is not a prepared dataset version"
-    else:
-        why = f"it was prepared from other inputs or options (changed: {', '.join(_changes(manifest, identity))})"
+    changed = ", ".join(_changes(manifest, identity))
     raise FileExistsError(
-        f"{output_dir} already exists and {why}. Versions are never modified: choose a new version folder, "
-        "or pass --overwrite (overwrite=True) to replace it."
+        f"{output_dir} already exists and it was prepared from other inputs or options (changed: {changed}). "
+        "Versions are never modified: choose a new version folder, or pass --overwrite (overwrite=True) to replace "
+        "this version."
     )
+
+
+def foreign_entries(folder: Path) -> list[str] | None:
+    """What keeps ``folder`` from being a replaceable version (sorted names), or None: an empty folder, or a
+    version (manifest of a known format) holding nothing but a version's entries."""
+    names = sorted(entry.name for entry in folder.iterdir()) if folder.is_dir() else [folder.name]
+    if not names:
+        return None
+    manifest_path = folder / "manifest.json"
+    try:
+        recognised = json.loads(manifest_path.read_text(encoding="utf-8")).get("format_version") is not None
+    except (OSError, ValueError, AttributeError):
+        recognised = False
+    extra = [name for name in names if name not in VERSION_ENTRIES]
+    if not recognised:
+        return extra or names
+    return extra or None
 
 
 def _changes(manifest: dict, identity: dict) -> list[str]:

@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 from transformers import AutoModelForCTC, AutoProcessor
 
-from .checkpoints import complete_checkpoints
+from .checkpoints import complete_checkpoints, ordinary_file_modes
 
 logger = logging.getLogger("ai2text_hf.training")
 
@@ -65,5 +65,6 @@ def average_checkpoints(checkpoints: Sequence[str | Path], output: str | Path) -
     output = Path(output)
     model.save_pretrained(str(output))
     AutoProcessor.from_pretrained(str(checkpoints[-1])).save_pretrained(str(output))
+    ordinary_file_modes(output)
     logger.info("Averaged %d checkpoints into %s", len(checkpoints), output)
     return output

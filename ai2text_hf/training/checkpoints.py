@@ -16,6 +16,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
 import logging
 import math
@@ -28,10 +30,83 @@ from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 logger = logging.getLogger("ai2text_hf.training")
 
+#: AdamW keeps two float32 states per parameter (exp_avg, exp_avg_sq) next to the float32 weights.
+OPTIMIZER_STATES = 2
+BYTES_PER_PARAMETER = 4
+#: How a write that ran out of space reads: OSError's text, safetensors' (Rust's io::ErrorKind) and quotas.
+DISK_FULL_SIGNS = ("No space left", "StorageFull", "Disk quota exceeded")
+#: torch's zip writer reports a short write without its errno ("[enforce fail at inline_container.cc:…]").
+TORCH_WRITE_FAILURE = "inline_container.cc"
 # "_" first: the Trainer's Hub pushes of the checkpoints folder skip "_*", so a half-written checkpoint never uploads.
 STAGING = "_staging"
 STATE_NAME = "ai2text_state.json"
 TRAINER_STATE_NAME = "trainer_state.json"
+
+
+class DiskFullError(OSError):
+    """A checkpoint or model could not be written for lack of space; the message says what is intact."""
+
+
+def checkpoint_bytes(num_params: int) -> int:
+    """One Trainer checkpoint: float32 weights plus AdamW's two states."""
+    return num_params * BYTES_PER_PARAMETER * (1 + OPTIMIZER_STATES)
+
+
+def is_disk_full(error: BaseException, folder: Path, needed: int) -> bool:
+    """Whether ``error`` (or an error it came from) is a write that ran out of space in ``folder``."""
+    cause: BaseException | None = error
+    while cause is not None:
+        if isinstance(cause, OSError) and cause.errno in (errno.ENOSPC, errno.EDQUOT):
+            return True
+        if any(sign in str(cause) for sign in DISK_FULL_SIGNS):
+            return True
+        cause = cause.__cause__ or cause.__context__
+    return TORCH_WRITE_FAILURE in str(error) and _free_bytes(folder) < needed
+
+
+def _free_bytes(folder: Path) -> int:
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    return shutil.disk_usage(folder).free
+
+
+@contextlib.contextmanager
+def explain_disk_full(folder: Path, what: str, checkpoints_dir: Path, needed: int, partial: Path | None = None):
+    """Turn a full disk while writing ``what`` into :class:`DiskFullError`: where, and which checkpoint is intact.
+
+    ``partial`` (a staged checkpoint) is removed first: it is incomplete, and the space it took is the user's.
+    """
+    try:
+        yield
+    except Exception as error:
+        if not is_disk_full(error, folder, needed):
+            raise
+        if partial is not None:
+            shutil.rmtree(partial, ignore_errors=True)
+        found = complete_checkpoints(checkpoints_dir)
+        intact = (
+            f"The last complete checkpoint, {found[-1]}, is intact: free some space (or move the run folder to a "
+            "larger disk) and continue with the same command plus `--resume latest`."
+            if found
+            else "No checkpoint was complete yet: free some space and start the run again."
+        )
+        raise DiskFullError(
+            errno.ENOSPC,
+            f"The disk holding {folder} is full ({_free_bytes(folder) / 1e6:.0f} MB free) while writing {what}. "
+            + intact,
+        ) from error
+
+
+def ordinary_file_modes(folder: str | Path) -> None:
+    """Give the weight files of a saved folder the mode any other file gets (``0o666`` less the umask).
+
+    safetensors >= 0.8 writes through a temporary file created ``0o600`` and renames it into place
+    (safetensors issue #782), so a model trained by one user was unreadable to a server running as another.
+    """
+    umask = os.umask(0o022)
+    os.umask(umask)
+    for path in Path(folder).glob("*.safetensors"):
+        path.chmod(0o666 & ~umask)
 
 
 def _step(path: Path) -> int:
@@ -145,19 +220,22 @@ class AtomicCheckpointsMixin(Trainer):
         if self.args.should_save:
             shutil.rmtree(staged, ignore_errors=True)
         self.accelerator.wait_for_everyone()
-        self._staging = True
-        try:
-            super()._save_checkpoint(model, trial)
-        finally:
-            self._staging = False
-        best = self.state.best_model_checkpoint
-        if best is not None and Path(best).parent.name == STAGING:
-            self.state.best_model_checkpoint = str(root / Path(best).name)
-        self.write_checkpoint_extras(staged)
-        self.accelerator.wait_for_everyone()  # every process has written its RNG state
+        needed = checkpoint_bytes(sum(p.numel() for p in self.model.parameters()))
+        with explain_disk_full(staged, f"checkpoint {name}", root, needed, partial=staged):
+            self._staging = True
+            try:
+                super()._save_checkpoint(model, trial)
+            finally:
+                self._staging = False
+            best = self.state.best_model_checkpoint
+            if best is not None and Path(best).parent.name == STAGING:
+                self.state.best_model_checkpoint = str(root / Path(best).name)
+            self.write_checkpoint_extras(staged)
+            self.accelerator.wait_for_everyone()  # every process has written its RNG state
+            if self.args.should_save:
+                self._write_state(staged)
+                self.state.save_to_json(str(staged / TRAINER_STATE_NAME))  # with the final best-checkpoint path
         if self.args.should_save:
-            self._write_state(staged)
-            self.state.save_to_json(str(staged / TRAINER_STATE_NAME))  # with the final best-checkpoint path
             if final.exists():
                 shutil.rmtree(final)
             os.replace(staged, final)
@@ -217,6 +295,22 @@ def check_resume_position(checkpoint: str, sampler, accumulation: int) -> dict |
         checkpoint,
     )
     return recorded
+
+
+#: What a run writes into its folder that a new run would replace or mix with (``--overwrite`` clears them).
+RUN_OUTPUTS = ("model", "model-ema", "checkpoints")
+
+
+def earlier_run(run_dir: Path) -> list[str]:
+    """The outputs of an earlier run in ``run_dir``: the names of :data:`RUN_OUTPUTS` that hold anything."""
+    return [name for name in RUN_OUTPUTS if (run_dir / name).is_dir() and any((run_dir / name).iterdir())]
+
+
+def clear_earlier_run(run_dir: Path) -> None:
+    """``--overwrite``: the earlier run's model and checkpoints go, so no later ``--resume latest`` mixes runs."""
+    for name in earlier_run(run_dir):
+        logger.info("--overwrite: deleting the earlier run's %s", run_dir / name)
+        shutil.rmtree(run_dir / name)
 
 
 def remove_staging(checkpoints_dir: str | Path) -> None:

@@ -43,12 +43,21 @@ from .arguments import (
     warmup_steps,
 )
 from .budget import WallClockLimit
-from .checkpoints import CheckpointPlan, check_resume_position, remove_staging, resolve_resume
+from .checkpoints import (
+    BYTES_PER_PARAMETER,
+    CheckpointPlan,
+    check_resume_position,
+    clear_earlier_run,
+    explain_disk_full,
+    ordinary_file_modes,
+    remove_staging,
+    resolve_resume,
+)
 from .datasets import CollatorEpoch, model_inputs, open_splits
 from .ema import EmaEvaluationMixin, EmaUpdate, WeightEMA
 from .guards import BlankPredictionGuard, GuardedCTCLossMixin, OverfittingGuard
 from .init import initial_model
-from .preflight import check_paths, run_preflight
+from .preflight import check_paths, check_run_folder, run_preflight
 from .recipe import Recipe, save_recipe
 from .schedules import CUSTOM_SCHEDULES, create_custom_scheduler, trainer_scheduler_type
 from .tracking import HyperparametersToTensorBoard, report_to, save_hyperparameters
@@ -68,9 +77,10 @@ class CTCTrainer(EmaEvaluationMixin, GuardedCTCLossMixin):
     """``Trainer`` with duration-bucketed batches and greedy CTC decoding for evaluation; per-utterance CTC
     losses with guard rails (guards.py), atomic checkpoints (checkpoints.py) and EMA weights (ema.py)."""
 
-    def __init__(self, *args, recipe: Recipe, eval_data_collator=None, **kwargs):
+    def __init__(self, *args, recipe: Recipe, resolved: dict | None = None, eval_data_collator=None, **kwargs):
         super().__init__(*args, **kwargs)
         self.recipe = recipe
+        self.resolved = resolved or {}  # what the recipe resolved to on this machine (device, precision, ...)
         self.train_sampler: DurationBatchSampler | None = None
         # Evaluation never augments: the on-the-fly path gives it a collator without an augmenter.
         self.eval_data_collator = eval_data_collator or self.data_collator
@@ -112,6 +122,16 @@ class CTCTrainer(EmaEvaluationMixin, GuardedCTCLossMixin):
                 pin_memory=loader.pin_memory,
             )
         return self.accelerator.prepare(loader)
+
+    def _save(self, output_dir: str | None = None, state_dict=None) -> None:
+        """Every model folder the Trainer writes (checkpoints, ``model/``) with ordinary file modes."""
+        super()._save(output_dir, state_dict)
+        ordinary_file_modes(output_dir or self.args.output_dir)
+
+    def record_run(self, run_dir: Path) -> None:
+        """The run's recipe and resolved hyperparameters, written once the run really starts."""
+        save_recipe(self.recipe, run_dir / "recipe.yaml")
+        save_hyperparameters(run_dir / "hyperparameters.json", self.resolved, self.args)
 
     def get_train_dataloader(self) -> DataLoader:
         if isinstance(self.train_dataset, datasets.IterableDataset):
@@ -277,14 +297,20 @@ def train(
     dataset_dir: str | Path | None = None,
     output_dir: str | Path | None = None,
     resume: str | None = None,
+    overwrite: bool = False,
 ) -> TrainResult:
-    """Train a model as ``recipe`` says on a prepared dataset; write the run folder."""
+    """Train a model as ``recipe`` says on a prepared dataset; write the run folder.
+
+    A folder that already holds a run is continued with ``resume`` or, with ``overwrite``, cleared of that run's
+    model and checkpoints once the new run has passed its checks; otherwise it is refused.
+    """
     dataset_dir, run_dir = run_paths(recipe, dataset_dir, output_dir, "runs/default")
     model_dir = run_dir / "model"
     check_paths(dataset_dir, run_dir)
+    check_run_folder(run_dir, resume, overwrite)
     handler = _setup_logging(run_dir / "logs")
     try:
-        return _train(recipe, dataset_dir, run_dir, model_dir, resume)
+        return _train(recipe, dataset_dir, run_dir, model_dir, resume, overwrite)
     finally:
         logging.getLogger("ai2text_hf").removeHandler(handler)
         logging.getLogger("transformers").removeHandler(handler)
@@ -311,7 +337,6 @@ def build_trainer(recipe: Recipe, dataset_dir: Path, run_dir: Path) -> tuple[CTC
     train_set, val_set = data.train, data.val
 
     run_dir.mkdir(parents=True, exist_ok=True)
-    save_recipe(recipe, run_dir / "recipe.yaml")
     num_params = sum(p.numel() for p in model.parameters())
     kind = getattr(model.config, "block_type", type(model).__name__)
     logger.info("%s Model: %s, %.2f M parameters.", splits.describe(), kind, num_params / 1e6)
@@ -354,7 +379,6 @@ def build_trainer(recipe: Recipe, dataset_dir: Path, run_dir: Path) -> tuple[CTC
         "steps_per_epoch": steps_per_epoch or "streamed",
         "parameters": num_params,
     }
-    save_hyperparameters(run_dir / "hyperparameters.json", resolved, args)
     callbacks: list[TrainerCallback] = [
         summary,
         TensorBoardCallback(tb_writer=writer),
@@ -379,6 +403,7 @@ def build_trainer(recipe: Recipe, dataset_dir: Path, run_dir: Path) -> tuple[CTC
         compute_metrics=_compute_metrics_fn(tokenizer, recipe.tone_placement),
         callbacks=callbacks,
         recipe=recipe,
+        resolved=resolved,
     )
     trainer.checkpoint_limit, trainer.save_every = recipe.save_total_limit, recipe.save_every
     if recipe.ema.enabled:
@@ -389,9 +414,12 @@ def build_trainer(recipe: Recipe, dataset_dir: Path, run_dir: Path) -> tuple[CTC
     return trainer, summary
 
 
-def _train(recipe: Recipe, dataset_dir: Path, run_dir: Path, model_dir: Path, resume: str | None) -> TrainResult:
+def _train(
+    recipe: Recipe, dataset_dir: Path, run_dir: Path, model_dir: Path, resume: str | None, overwrite: bool
+) -> TrainResult:
     trainer, summary = build_trainer(recipe, dataset_dir, run_dir)
     processor = trainer.processing_class
+    checkpoints_dir = Path(trainer.args.output_dir)
     if trainer.args.should_save:
         remove_staging(trainer.args.output_dir)
     resume = resolve_resume(resume, trainer.args.output_dir)
@@ -401,16 +429,24 @@ def _train(recipe: Recipe, dataset_dir: Path, run_dir: Path, model_dir: Path, re
             check_resume_position(resume, trainer.train_sampler, trainer.args.gradient_accumulation_steps)
         if trainer.ema is not None and not trainer.ema.load_state(resume):
             logger.warning("%s holds no EMA state: the EMA restarts from the resumed weights.", resume)
+    # Only now that every check has passed does the run touch the folder's earlier contents.
+    if trainer.args.should_save:
+        if overwrite:
+            clear_earlier_run(run_dir)
+        trainer.record_run(run_dir)
     start = time.monotonic()
     trainer.train(resume_from_checkpoint=resume)
     train_seconds = time.monotonic() - start
-    trainer.save_model(str(model_dir))
-    if trainer.args.should_save:  # one writer under torchrun / accelerate launch
-        processor.save_pretrained(str(model_dir))
-    if trainer.ema is not None and trainer.args.should_save:
-        trainer.ema.model.save_pretrained(str(run_dir / "model-ema"))
-        processor.save_pretrained(str(run_dir / "model-ema"))
-        logger.info("Saved EMA weights to: %s", run_dir / "model-ema")
+    weights = BYTES_PER_PARAMETER * sum(p.numel() for p in trainer.model.parameters())
+    with explain_disk_full(model_dir, f"the model into {model_dir} (incomplete now)", checkpoints_dir, weights):
+        trainer.save_model(str(model_dir))
+        if trainer.args.should_save:  # one writer under torchrun / accelerate launch
+            processor.save_pretrained(str(model_dir))
+        if trainer.ema is not None and trainer.args.should_save:
+            trainer.ema.model.save_pretrained(str(run_dir / "model-ema"))
+            processor.save_pretrained(str(run_dir / "model-ema"))
+            ordinary_file_modes(run_dir / "model-ema")
+            logger.info("Saved EMA weights to: %s", run_dir / "model-ema")
     best = summary.best_metrics or {
         k.removeprefix("eval_"): v for k, v in trainer.evaluate().items() if isinstance(v, (int, float))
     }

@@ -116,6 +116,7 @@ def _search(recipe: Recipe, space: dict, dataset: Path, run_dir: Path, n_trials:
     import optuna
 
     trainer, _ = build_trainer(recipe, dataset, run_dir)
+    trainer.record_run(run_dir)
     tokenizer = trainer.processing_class.tokenizer
 
     def model_init(trial):
