@@ -16,7 +16,7 @@ from conftest import TrainedModel
 
 from ai2text_hf.decoding import DecodingOptions
 from ai2text_hf.inference import Transcriber
-from ai2text_hf.serving import BackgroundServer, BatchSettings, ServeSettings, create_app
+from ai2text_hf.serving import AccessSettings, AudioLimits, BackgroundServer, BatchSettings, ServeSettings, create_app
 from ai2text_hf.serving.batching import MicroBatcher, QueueFullError, WorkerClosedError
 
 MAX_UPLOAD_MB = 1.0
@@ -40,8 +40,8 @@ def models_dir(trained_model: TrainedModel, tmp_path_factory: pytest.TempPathFac
 def client(models_dir: Path) -> Iterator[httpx.Client]:
     settings = ServeSettings(
         models_dir=models_dir,
-        max_upload_mb=MAX_UPLOAD_MB,
-        max_audio_seconds=MAX_AUDIO_SECONDS,
+        audio=AudioLimits(max_upload_mb=MAX_UPLOAD_MB, max_seconds=MAX_AUDIO_SECONDS),
+        access=AccessSettings(model_management=True),
         batching=BatchSettings(max_batch=16, max_wait=0.05),
     )
     with BackgroundServer(create_app(models_dir / "tiny" / "model", settings)) as server:
@@ -111,7 +111,7 @@ def test_timestamps_none_leaves_words_out(client: httpx.Client, wavs: list[Path]
 
 
 def test_health_and_models_list_the_models_folder(client: httpx.Client) -> None:
-    assert client.get("/health").json() == {"status": "ok", "loaded": ["tiny"]}
+    assert client.get("/health").json() == {"status": "ok", "default": "tiny", "loaded": ["tiny"]}
     listing = client.get("/models").json()
     assert listing["default"] == "tiny"
     loaded = {m["name"]: m["loaded"] for m in listing["models"]}

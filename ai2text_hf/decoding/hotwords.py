@@ -16,6 +16,9 @@ from pathlib import Path
 from ..normalization_vi import normalize_text
 
 DEFAULT_HOTWORD_WEIGHT = 1.5
+#: Largest weight accepted: a huge or infinite bonus makes beam scores overflow (inf - inf is NaN, and the
+#: search loses every hypothesis), while 10 nats per letter already outweighs any acoustic evidence.
+MAX_HOTWORD_WEIGHT = 10.0
 
 
 @dataclass(eq=False)  # nodes are compared by identity
@@ -48,6 +51,11 @@ class Hotwords:
         self.delimiter = delimiter
         self.phrases: list[str] = []
         for phrase, weight in phrases:
+            if not 0 <= weight <= MAX_HOTWORD_WEIGHT:  # also False for NaN
+                raise ValueError(
+                    f"Hotword {phrase.strip()!r} has weight {weight:g}: a weight is a number from 0 to "
+                    f"{MAX_HOTWORD_WEIGHT:g} (default {DEFAULT_HOTWORD_WEIGHT:g})."
+                )
             text = normalize_text(phrase, tone_placement)
             if not text:
                 continue
@@ -75,7 +83,13 @@ class Hotwords:
             if not line:
                 continue
             phrase, _, own_weight = line.partition("\t")
-            phrases.append((phrase, float(own_weight) if own_weight.strip() else weight))
+            try:
+                phrases.append((phrase, float(own_weight) if own_weight.strip() else weight))
+            except ValueError:
+                raise ValueError(
+                    f"Hotword {phrase.strip()!r} has weight {own_weight.strip()!r}, which is not a number: write "
+                    f"'phrase<TAB>weight' with a weight from 0 to {MAX_HOTWORD_WEIGHT:g}."
+                ) from None
         return cls(phrases, delimiter, tone_placement)
 
     def start(self) -> MatchState:

@@ -2,7 +2,17 @@
 
 from .app import ServeSettings, create_app
 from .batching import BatchSettings
+from .guards import AccessSettings
 from .registry import ModelRegistry
 from .server import BackgroundServer
+from .uploads import AudioLimits
 
-__all__ = ["BackgroundServer", "BatchSettings", "ModelRegistry", "ServeSettings", "create_app"]
+__all__ = [
+    "AccessSettings",
+    "AudioLimits",
+    "BackgroundServer",
+    "BatchSettings",
+    "ModelRegistry",
+    "ServeSettings",
+    "create_app",
+]

@@ -1,7 +1,8 @@
 """The HTTP API (FastAPI): transcribe uploads, manage loaded models, and a page to try it at ``/``.
 
-Every error answers ``{"detail": "<message>"}`` with a 4xx code (503 when the queue is full); bad input is
-checked before it reaches a model (:mod:`.uploads`). Interactive API docs are at ``/docs`` (and ``/redoc``).
+Every error answers ``{"detail": "<message>"}`` with a 4xx code (503 when busy); who may call and how much a
+request may cost is checked before it reaches an endpoint (:mod:`.guards`), and an upload's header before it
+is decoded (:mod:`.uploads`). Interactive API docs are at ``/docs`` (and ``/redoc``).
 """
 
 # No ``from __future__ import annotations``: FastAPI reads the endpoint annotations at runtime, and they
@@ -14,16 +15,24 @@ from importlib import resources
 from pathlib import Path
 from typing import Annotated, Literal
 
-from fastapi import FastAPI, File, Form, HTTPException, Request, UploadFile
+from fastapi import Depends, FastAPI, File, Form, HTTPException, Request, Response, UploadFile, params
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi_offline import FastAPIOffline
 from pydantic import BaseModel, Field
 
+from ..decoding.hotwords import DEFAULT_HOTWORD_WEIGHT, MAX_HOTWORD_WEIGHT
 from .batching import BatchSettings, QueueFullError, WorkerClosedError
+from .guards import AccessSettings, Admission, ApiKeyCheck, BodySizeLimit, HostCheck
 from .registry import ModelLoadError, ModelRegistry, UnknownModelError
-from .uploads import UploadSizeLimit, check_content_type, decode_upload, read_upload
+from .uploads import AudioLimits, check_content_type, decode_upload, read_upload
+
+#: Where the API docs' scripts are served (FastAPIOffline's default, named here for the API key check).
+DOCS_STATIC = "/static-offline-docs"
+#: Paths anyone may fetch when an API key is set: the page, the API docs and the health check.
+PUBLIC_PATHS = ("/", "/health", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json")
 
 
 @dataclass(frozen=True)
@@ -31,26 +40,27 @@ class ServeSettings:
     """Server limits and where models come from.
 
     Args:
-        models_dir: ``<models_dir>/<name>/model`` folders can be loaded by name (``POST /models/load``).
-        max_upload_mb: largest accepted audio file.
-        max_audio_seconds: longest accepted recording.
+        models_dir: ``<models_dir>/<name>/model`` folders can be loaded by name (``POST /models/load``) when
+            ``access.model_management`` is on; unused otherwise.
+        audio: what an uploaded recording may be (size, length, channels, rate, decoded size).
+        access: API key, model management, served host names and CORS origins.
         max_beam_width: largest beam a request may ask for (beam search time grows with it).
         max_hotwords_chars: longest hotwords text a request may send.
-        batching: how concurrent requests are grouped into model runs.
+        decode_workers: uploads decoded at once; the others wait (each decode may take about three times
+            ``audio.max_decoded_mb`` at its peak).
+        batching: how concurrent requests are grouped into model runs; its ``max_queue`` also bounds the
+            transcriptions the whole server holds at once (being uploaded, decoded or waiting), more get 503.
         device: torch device of the models (CUDA when available by default).
     """
 
     models_dir: Path = Path("runs")
-    max_upload_mb: float = 20.0
-    max_audio_seconds: float = 120.0
+    audio: AudioLimits = field(default_factory=AudioLimits)
+    access: AccessSettings = field(default_factory=AccessSettings)
     max_beam_width: int = 64
     max_hotwords_chars: int = 10_000
+    decode_workers: int = 2
     batching: BatchSettings = field(default_factory=BatchSettings)
     device: str | None = None
-
-    @property
-    def max_upload_bytes(self) -> int:
-        return int(self.max_upload_mb * 2**20)
 
 
 class Word(BaseModel):
@@ -86,7 +96,8 @@ class LoadRequest(BaseModel):
 
 
 class Health(BaseModel):
-    status: Literal["ok"]
+    status: Literal["ok", "unavailable"] = Field(description="'unavailable' (with code 503) without a default model")
+    default: str | None = Field(description="the model used when a request names none")
     loaded: list[str]
 
 
@@ -94,11 +105,34 @@ class ErrorMessage(BaseModel):
     detail: str
 
 
-ERRORS = {code: {"model": ErrorMessage} for code in (404, 413, 415, 422, 503)}
+ERRORS = {code: {"model": ErrorMessage} for code in (400, 401, 403, 404, 413, 415, 422, 503)}
+MANAGEMENT_OFF = (
+    "Model management is off on this server: start it with --allow-model-management (and an API key, "
+    "--api-key-file or $AI2TEXT_API_KEY) to load and unload models over HTTP."
+)
 
 
-def _page() -> str:
-    return resources.files(__package__).joinpath("static/index.html").read_text(encoding="utf-8")
+def _page(settings: ServeSettings) -> str:
+    page = resources.files(__package__).joinpath("static/index.html").read_text(encoding="utf-8")
+    return page.replace("<!-- limits -->", f"This server takes {settings.audio.describe()}.")
+
+
+async def reject_unknown_parameters(request: Request) -> None:
+    """422 naming the query parameters (and form fields) an endpoint does not take: ignoring them would
+    silently drop what the client meant, e.g. ``?beam_width=4`` sent to an endpoint that reads form fields."""
+    dependant = request.scope["route"].dependant
+    form_fields = [p.alias for p in dependant.body_params if isinstance(p.field_info, params.Form)]
+    where = f"{request.method} {request.url.path}"
+    unknown = sorted(set(request.query_params) - {p.alias for p in dependant.query_params})
+    if unknown:
+        hint = f"; send options as multipart form fields ({', '.join(form_fields)})" if form_fields else ""
+        raise HTTPException(422, f"Unknown query parameter(s) {', '.join(unknown)}: {where} takes none{hint}.")
+    if form_fields:
+        unknown = sorted(set((await request.form()).keys()) - set(form_fields))  # the form FastAPI already parsed
+        if unknown:
+            raise HTTPException(
+                422, f"Unknown form field(s) {', '.join(unknown)}: {where} takes {', '.join(form_fields)}."
+            )
 
 
 def create_app(model: str | Path | None = None, settings: ServeSettings | None = None) -> FastAPI:
@@ -107,9 +141,12 @@ def create_app(model: str | Path | None = None, settings: ServeSettings | None =
     Loading happens here, before any request, so a bad ``model`` fails at start-up with its message.
     """
     settings = settings or ServeSettings()
-    registry = ModelRegistry(settings.models_dir, settings.batching, settings.device)
+    access = settings.access
+    models_dir = settings.models_dir if access.model_management else None
+    registry = ModelRegistry(models_dir, settings.batching, settings.device)
     if model is not None:
         registry.add(model)
+    decoding = asyncio.Semaphore(settings.decode_workers)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -122,6 +159,8 @@ def create_app(model: str | Path | None = None, settings: ServeSettings | None =
         title="ai2text",
         summary="Vietnamese speech-to-text (CTC) with word timings and confidences.",
         lifespan=lifespan,
+        static_url=DOCS_STATIC,
+        dependencies=[Depends(reject_unknown_parameters)],
     )
 
     @app.exception_handler(RequestValidationError)
@@ -147,37 +186,64 @@ def create_app(model: str | Path | None = None, settings: ServeSettings | None =
         detail = f"The server is busy ({error}); retry in a moment."
         return JSONResponse({"detail": detail}, status_code=503, headers={"Retry-After": "1"})
 
-    app.add_middleware(UploadSizeLimit, path="/transcribe", max_bytes=settings.max_upload_bytes)
+    # Added innermost first: a request meets the host check, CORS, the API key, the body limit, admission.
+    app.add_middleware(Admission, path="/transcribe", limit=settings.batching.max_queue)
+    app.add_middleware(BodySizeLimit, upload_path="/transcribe", max_upload_bytes=settings.audio.max_upload_bytes)
+    if access.api_key:
+        app.add_middleware(ApiKeyCheck, key=access.api_key, public=PUBLIC_PATHS, public_prefix=DOCS_STATIC + "/")
+    if access.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=list(access.cors_origins),
+            allow_methods=["GET", "POST", "DELETE"],
+            allow_headers=["Authorization", "X-API-Key"],
+        )
+    app.add_middleware(HostCheck, allowed=access.allowed_hosts)
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     async def page() -> str:
-        return _page()
+        return _page(settings)
 
-    @app.get("/health", response_model=Health)
-    async def health() -> dict:
-        return {"status": "ok", "loaded": [m["name"] for m in registry.listing() if m["loaded"]]}
+    @app.get("/health", response_model=Health, responses={503: {"model": Health}})
+    async def health(response: Response) -> dict:
+        """Ok (200) while the default model is loaded; 503 otherwise, e.g. after it was unloaded."""
+        loaded = [m["name"] for m in registry.listing() if m["loaded"]]
+        ok = registry.default is not None and registry.default in loaded
+        if not ok:
+            response.status_code = 503
+        return {"status": "ok" if ok else "unavailable", "default": registry.default, "loaded": loaded}
 
     @app.get("/models", response_model=ModelList)
     async def models() -> dict:
-        """Loaded models (with request and batch counts), then those the models folder offers."""
+        """Loaded models (with request and batch counts), then those the models folder offers for loading
+        (with ``--allow-model-management``)."""
         return {"default": registry.default, "models": registry.listing()}
 
     @app.post("/models/load", response_model=ModelInfo, responses=ERRORS)
     async def load_model(request: LoadRequest) -> dict:
-        """Load ``<models-dir>/<name>/model`` by its name (never a path); loading a loaded model is a no-op."""
+        """Load ``<models-dir>/<name>/model`` by its name (never a path); loading a loaded model is a no-op.
+
+        Only with ``--allow-model-management`` (403 otherwise)."""
+        if not access.model_management:
+            raise HTTPException(403, MANAGEMENT_OFF)
         loaded = await run_in_threadpool(registry.load, request.name)
         return loaded.info()
 
     @app.delete("/models/{name}", response_model=ModelInfo, responses=ERRORS)
     async def unload_model(name: str) -> dict:
-        """Unload a model after answering the requests it has queued."""
+        """Unload a model after answering the requests it has queued (``/health`` is 503 once the default
+        model is unloaded). Only with ``--allow-model-management`` (403 otherwise)."""
+        if not access.model_management:
+            raise HTTPException(403, MANAGEMENT_OFF)
         path = registry.get(name).path
         await run_in_threadpool(registry.unload, name)
         return {"name": name, "path": str(path), "loaded": False}
 
     @app.post("/transcribe", response_model=Transcription, responses=ERRORS)
     async def transcribe(
-        audio: Annotated[UploadFile, File(description="Audio file: WAV, FLAC, OGG or MP3, any rate and channels.")],
+        audio: Annotated[
+            UploadFile, File(description=f"Audio file: WAV, FLAC, OGG or MP3; {settings.audio.describe()}.")
+        ],
         model: Annotated[str | None, Form(description="A loaded model's name (default: the server's).")] = None,
         beam_width: Annotated[
             int | None,
@@ -188,18 +254,22 @@ def create_app(model: str | Path | None = None, settings: ServeSettings | None =
             str | None,
             Form(
                 max_length=settings.max_hotwords_chars,
-                description="Phrases to boost, one per line or comma-separated (beam_width then defaults to 10).",
+                description="Phrases to boost, one per line or comma-separated ('phrase<TAB>weight' sets a "
+                f"weight from 0 to {MAX_HOTWORD_WEIGHT:g}, default {DEFAULT_HOTWORD_WEIGHT:g}); beam_width then "
+                "defaults to 10.",
             ),
         ] = None,
     ) -> dict:
-        """Transcribe one audio file with word timings and confidences."""
+        """Transcribe one audio file with word timings and confidences.
+
+        Options are form fields; a query parameter or an unknown field is refused (422)."""
         loaded = registry.get(model)
         filename = audio.filename or "upload"
         check_content_type(filename, audio.content_type)
-        data = await read_upload(audio, settings.max_upload_bytes)
-        wave = await run_in_threadpool(
-            decode_upload, data, filename, loaded.sampling_rate, settings.max_audio_seconds
-        )
+        async with decoding:  # the upload's bytes and its decode are in memory only here, a few at a time
+            data = await read_upload(audio, settings.audio.max_upload_bytes)
+            wave = await run_in_threadpool(decode_upload, data, filename, loaded.sampling_rate, settings.audio)
+            del data
         try:
             decoder = await run_in_threadpool(loaded.decoder, beam_width, hotwords)
         except ValueError as error:

@@ -93,13 +93,16 @@ class ModelRegistry:
     """Loaded models by name, and the models folder they may be loaded from.
 
     Args:
-        models_dir: every ``<models_dir>/*/model`` folder with a ``config.json`` can be loaded by name.
+        models_dir: every ``<models_dir>/*/model`` folder with a ``config.json`` can be loaded by name; None
+            offers none (model management is off).
         batching: batching settings of each loaded model.
         device: torch device of every model (CUDA when available by default).
     """
 
-    def __init__(self, models_dir: str | Path, batching: BatchSettings | None = None, device: str | None = None):
-        self.models_dir = Path(models_dir)
+    def __init__(
+        self, models_dir: str | Path | None, batching: BatchSettings | None = None, device: str | None = None
+    ):
+        self.models_dir = Path(models_dir) if models_dir is not None else None
         self.batching = batching or BatchSettings()
         self.device = device
         self.default: str | None = None
@@ -108,7 +111,7 @@ class ModelRegistry:
 
     def available(self) -> dict[str, Path]:
         """Model folders in the models folder, by name."""
-        if not self.models_dir.is_dir():
+        if self.models_dir is None or not self.models_dir.is_dir():
             return {}
         folders = sorted(p for p in self.models_dir.glob("*/model") if (p / "config.json").is_file())
         return {p.parent.name: p for p in folders}

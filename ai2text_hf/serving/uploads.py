@@ -1,16 +1,18 @@
-"""Checking an uploaded audio file before it reaches a model: size, content type, decodability, duration.
+"""Checking an uploaded audio file before it reaches a model: size, content type, header, decodability.
 
 Every problem is a 4xx answer whose message names the file and the fix; bad input never reaches the
-model, so it can never cause a 500. Decoding is the package's own (soundfile + soxr, from bytes).
+model, so it can never cause a 500. Channels, sample rate and length are read from the file's header and
+checked against :class:`AudioLimits` *before* any sample is decoded: a few hundred kilobytes of FLAC can
+declare gigabytes of samples (8 channels at 384 kHz), and the decoder allocates what the header declares.
+Decoding is the package's own (soundfile + soxr, from bytes).
 """
 
 from __future__ import annotations
 
-import json
+from dataclasses import dataclass
 
 import numpy as np
 from fastapi import HTTPException, UploadFile
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..data.audio import AudioDecodeError, audio_info, decode_audio
 
@@ -18,53 +20,49 @@ from ..data.audio import AudioDecodeError, audio_info, decode_audio
 #: fall back to application/octet-stream; the decoder decides then).
 GENERIC_TYPES = {"application/octet-stream", "application/ogg"}
 FORMATS_HINT = "Send WAV, FLAC, OGG or MP3, e.g. `ffmpeg -i in.ext -ac 1 -ar 16000 out.wav`."
+#: Bytes per decoded sample: soundfile decodes to float32.
+DECODED_SAMPLE_BYTES = 4
+#: The frame count libsndfile reports for a stream that does not state its length (SF_COUNT_MAX).
+UNKNOWN_LENGTH = 2**63 - 1
 
 
-#: Room for the multipart framing and the text fields on top of the audio in a request body.
-FORM_OVERHEAD_BYTES = 256 * 1024
+@dataclass(frozen=True)
+class AudioLimits:
+    """What one uploaded recording may be; all but the file size are read from its header before decoding.
+
+    Args:
+        max_upload_mb: largest accepted file, MiB.
+        max_seconds: longest accepted recording, seconds.
+        max_channels: most channels (they are averaged to mono).
+        max_sample_rate: highest sample rate, Hz (the model hears 16 kHz; higher rates only cost memory).
+        max_decoded_mb: largest decoded size, MiB: frames x channels x 4 bytes (float32). It bounds the
+            memory one decode takes (about three times this at its peak), whatever the file's compression.
+    """
+
+    max_upload_mb: float = 20.0
+    max_seconds: float = 120.0
+    max_channels: int = 8
+    max_sample_rate: int = 96_000
+    max_decoded_mb: float = 64.0
+
+    @property
+    def max_upload_bytes(self) -> int:
+        return int(self.max_upload_mb * 2**20)
+
+    def describe(self) -> str:
+        """The limits in one sentence, for the page and the docs."""
+        return (
+            f"files up to {self.max_upload_mb:g} MiB and {self.max_seconds:g} s, with at most "
+            f"{self.max_channels} channels, {self.max_sample_rate} Hz and {self.max_decoded_mb:g} MiB once decoded "
+            f"(frames x channels x 4 bytes)"
+        )
 
 
-def _too_large(what: str, max_bytes: int) -> str:
+def too_large(what: str, max_bytes: int) -> str:
     return (
         f"{what} is larger than the server's limit of {max_bytes / 2**20:.1f} MiB per audio file. "
         "Send a shorter recording or a compressed format (FLAC, OGG, MP3)."
     )
-
-
-class UploadSizeLimit:
-    """ASGI middleware bounding request bodies on ``path`` before the multipart parser spools them to disk.
-
-    A declared Content-Length over the limit is refused at once; a body without one (chunked) is counted
-    as it arrives and refused when it passes the limit.
-    """
-
-    def __init__(self, app: ASGIApp, path: str, max_bytes: int):
-        self.app = app
-        self.path = path
-        self.max_bytes = max_bytes
-        self.limit = max_bytes + FORM_OVERHEAD_BYTES
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] != self.path:
-            return await self.app(scope, receive, send)
-        declared = dict(scope["headers"]).get(b"content-length", b"")
-        if declared.isdigit() and int(declared) > self.limit:
-            detail = _too_large(f"The request ({int(declared) / 2**20:.1f} MiB)", self.max_bytes)
-            body = json.dumps({"detail": detail}).encode()
-            headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
-            await send({"type": "http.response.start", "status": 413, "headers": headers})
-            return await send({"type": "http.response.body", "body": body})
-        received = 0
-
-        async def counted() -> Message:
-            nonlocal received
-            message = await receive()
-            received += len(message.get("body", b""))
-            if received > self.limit:  # FastAPI's form parsing passes an HTTPException on as the answer
-                raise HTTPException(413, _too_large("The request", self.max_bytes))
-            return message
-
-        await self.app(scope, counted, send)
 
 
 def check_content_type(filename: str, content_type: str | None) -> None:
@@ -81,28 +79,59 @@ async def read_upload(upload: UploadFile, max_bytes: int) -> bytes:
     """The upload's bytes, refused (413) beyond ``max_bytes`` without reading further."""
     data = await upload.read(max_bytes + 1)
     if len(data) > max_bytes:
-        raise HTTPException(413, _too_large(repr(upload.filename), max_bytes))
+        raise HTTPException(413, too_large(repr(upload.filename), max_bytes))
     return data
 
 
-def decode_upload(data: bytes, filename: str, sampling_rate: int, max_seconds: float) -> np.ndarray:
-    """Mono float32 at ``sampling_rate``; 422 when undecodable, 413 when longer than ``max_seconds``.
+def _undecodable(filename: str, error: AudioDecodeError) -> HTTPException:
+    # libsndfile's own words, without the message's "<_io.BytesIO object at 0x...>"
+    cause = getattr(error.__cause__, "error_string", None) or error.__cause__ or error.reason.replace("_", " ")
+    return HTTPException(422, f"Cannot decode {filename!r} as audio ({cause}) {FORMATS_HINT}")
 
-    The duration comes from the header first, so an overlong file is refused before it is decoded.
-    """
+
+def check_header(data: bytes, filename: str, limits: AudioLimits) -> None:
+    """Refuse a file whose header declares more than ``limits`` allow: 422 for channels, rate or an unstated
+    length, 413 for duration or decoded size. Nothing is decoded here."""
     try:
-        duration = audio_info(data, filename).duration
-        if duration <= max_seconds:
-            decoded = decode_audio(data, sampling_rate, filename)
-            duration = decoded.duration
+        info = audio_info(data, filename)
     except AudioDecodeError as error:
-        # libsndfile's own words, without the message's "<_io.BytesIO object at 0x...>"
-        cause = getattr(error.__cause__, "error_string", None) or error.__cause__ or error.reason.replace("_", " ")
-        raise HTTPException(422, f"Cannot decode {filename!r} as audio ({cause}) {FORMATS_HINT}") from error
-    if duration > max_seconds:
+        raise _undecodable(filename, error) from error
+    fix = "Convert it, e.g. `ffmpeg -i in.ext -ac 1 -ar 16000 out.wav`."
+    if info.frames == UNKNOWN_LENGTH:  # e.g. a FLAC written to a pipe; decoding it would allocate that many frames
+        raise HTTPException(422, f"{filename!r} does not state its length in its header. {fix}")
+    if info.channels > limits.max_channels:
+        raise HTTPException(
+            422, f"{filename!r} has {info.channels} channels; this server takes at most {limits.max_channels}. {fix}"
+        )
+    if info.sample_rate > limits.max_sample_rate:
+        raise HTTPException(
+            422,
+            f"{filename!r} is sampled at {info.sample_rate} Hz; this server takes at most {limits.max_sample_rate} Hz "
+            f"(the model hears 16 kHz). {fix}",
+        )
+    if info.duration > limits.max_seconds:
         raise HTTPException(
             413,
-            f"{filename!r} is {duration:.1f} s long; this server transcribes at most {max_seconds:g} s per request. "
-            "Split the recording into shorter parts.",
+            f"{filename!r} is {info.duration:.1f} s long; this server transcribes at most {limits.max_seconds:g} s "
+            "per request. Split the recording into shorter parts.",
         )
-    return decoded.wave
+    decoded_mb = info.frames * info.channels * DECODED_SAMPLE_BYTES / 2**20
+    if decoded_mb > limits.max_decoded_mb:
+        raise HTTPException(
+            413,
+            f"{filename!r} decodes to {decoded_mb:.1f} MiB ({info.channels} channels x {info.frames} frames); this "
+            f"server decodes at most {limits.max_decoded_mb:g} MiB per request. {fix}",
+        )
+
+
+def decode_upload(data: bytes, filename: str, sampling_rate: int, limits: AudioLimits) -> np.ndarray:
+    """Mono float32 at ``sampling_rate``, decoded only once :func:`check_header` passed.
+
+    The decoder allocates frames x channels as the header declares (never more), so the header check
+    bounds the memory of the decode.
+    """
+    check_header(data, filename, limits)
+    try:
+        return decode_audio(data, sampling_rate, filename).wave
+    except AudioDecodeError as error:
+        raise _undecodable(filename, error) from error
