@@ -31,7 +31,7 @@ def test_a_boolean_key_alone_on_the_command_line_means_true() -> None:
     assert overrides == {"reset_head": True, "num_epochs": 3, "augmentation.enabled": True, "disable_tqdm": True}
     recipe = load_recipe(TINY_RECIPE, overrides)
     assert recipe.reset_head and recipe.augmentation.enabled and recipe.training_args == {"disable_tqdm": True}
-    for needs_value in (["--learning_rate"], ["--augmentation.prob"], ["--dataset"]):
+    for needs_value in (["--learning_rate"], ["--augmentation.noise_prob"], ["--dataset"]):
         with pytest.raises(RecipeError, match="needs a value"):
             parse_overrides(needs_value)
 
@@ -120,10 +120,10 @@ def test_wandb_enabled_without_wandb_installed_says_how_to_fix() -> None:
 
 
 def test_recipe_flattens_to_tensorboard_hparam_values() -> None:
-    flat = flatten(load_recipe(TINY_RECIPE, {"augmentation.prob": 0.3}).to_dict())
-    assert flat["augmentation.prob"] == 0.3
+    flat = flatten(load_recipe(TINY_RECIPE, {"augmentation.noise_prob": 0.3}).to_dict())
+    assert flat["augmentation.noise_prob"] == 0.3
     assert flat["d_model"] == 96
-    assert flat["batch_size"] == "None" and flat["augmentation.types"].startswith("[")
+    assert flat["batch_size"] == "None" and flat["augmentation.codecs"].startswith("[")
     assert all(isinstance(v, (bool, int, float, str)) for v in flat.values())
 
 
@@ -158,7 +158,7 @@ def test_recipe_and_hyperparameters_reach_tensorboard(trained_model: TrainedMode
     hparams = plugin_data_pb2.HParamsPluginData.FromString(content).session_start_info.hparams
     assert hparams["d_model"].number_value == 96
     assert hparams["resolved.device"].string_value == "cpu"
-    assert hparams["augmentation.prob"].number_value == pytest.approx(0.5)
+    assert hparams["augmentation.noise_prob"].number_value == pytest.approx(0.5)
     assert "eval/cer" in accumulator.Tags()["scalars"]
 
     saved = json.loads((trained_model.run_dir / "hyperparameters.json").read_text(encoding="utf-8"))

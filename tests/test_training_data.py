@@ -54,7 +54,7 @@ def _losses(run_dir: Path) -> list[float]:
 def otf_run(corpus: Path, tmp_path_factory: pytest.TempPathFactory):
     recipe = load_recipe(
         TINY_RECIPE,
-        {**SMALL, "num_epochs": 12, "augmentation": {"enabled": True, "prob": 0.5, "speed_perturb": [0.9, 1.0, 1.1]}},
+        {**SMALL, "num_epochs": 12, "augmentation": {"enabled": True, "room_bank_size": 2}},
     )
     return train(recipe, dataset_dir=corpus / "otf", output_dir=tmp_path_factory.mktemp("run") / "otf")
 
@@ -68,7 +68,7 @@ def test_on_the_fly_dataset_trains_with_augmentation(otf_run) -> None:
 
 
 def test_evaluation_never_augments(corpus: Path, tmp_path: Path) -> None:
-    recipe = load_recipe(TINY_RECIPE, {**SMALL, "augmentation": {"enabled": True, "prob": 1.0, "types": ["noise"]}})
+    recipe = load_recipe(TINY_RECIPE, {**SMALL, "augmentation": {"enabled": True, "noise_prob": 1.0}})
     trainer, _ = build_trainer(recipe, corpus / "otf", tmp_path / "run")
     extractor = trainer.processing_class.feature_extractor
     val = load_prepared(corpus / "otf")["val"]
@@ -82,7 +82,7 @@ def test_evaluation_never_augments(corpus: Path, tmp_path: Path) -> None:
     assert train_ids and train_batch["input_features"].shape[0] > 0
     clean = trainer.eval_data_collator([trainer.train_dataset[0]])["input_features"]
     noisy = trainer.data_collator([trainer.train_dataset[0]])["input_features"]
-    assert clean.shape == noisy.shape and not torch.allclose(clean, noisy)
+    assert clean.shape != noisy.shape or not torch.allclose(clean, noisy)
 
 
 def test_augmentation_on_a_features_dataset_says_to_prepare_on_the_fly(corpus: Path, tmp_path: Path) -> None:

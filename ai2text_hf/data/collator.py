@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import numpy as np
 import torch
 from transformers.feature_extraction_sequence_utils import SequenceFeatureExtractor
 
-from .augment import WaveformAugmenter
+from .augment.chain import WaveformAugmenter
+from .augment.vtlp import VocalTractWarp
 from .validation import ctc_min_frames
 
 #: What the model's CTC loss and the Trainer's metric code treat as "no label".
@@ -55,8 +56,10 @@ class AudioCTCCollator:
     stores: the STFT pads with zeros, so batching does not change them), a Wav2Vec2 extractor gives
     normalised ``input_values``; both with an ``attention_mask`` in their input's units. Augmentation
     (train only: evaluation gets a collator without ``augmenter``) is seeded per ``(epoch, utterance id)``;
-    the trainer sets ``epoch``. ``output_frames(num_samples)`` is the model's CTC frame count, so a tempo
-    change that would leave too few frames for the transcript is skipped for that utterance.
+    the trainer sets ``epoch``. ``output_frames(num_samples)`` is the model's CTC frame count, so a length
+    change that would leave too few frames for the transcript is skipped for that utterance. VTLP
+    (``vtlp_prob``) warps the chosen utterances' mel columns after featurisation; it needs our feature
+    extractor and says so otherwise.
     """
 
     feature_extractor: SequenceFeatureExtractor
@@ -65,6 +68,11 @@ class AudioCTCCollator:
     epoch: int = 0
     label_pad_id: int = LABEL_PAD_ID
     columns: ClassVar[tuple[str, ...]] = ("id", "audio", "labels")
+    _vtlp: VocalTractWarp | None = field(default=None, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.augmenter is not None and self.augmenter.options.vtlp_prob > 0:
+            self._vtlp = VocalTractWarp(self.feature_extractor)
 
     def __call__(self, items: Sequence[dict[str, Any]]) -> dict[str, torch.Tensor]:
         waves = [np.asarray(item["audio"], dtype=np.float32) for item in items]
@@ -79,6 +87,13 @@ class AudioCTCCollator:
                 return_tensors="pt",
             )
         )
+        if self._vtlp is not None:
+            frames = batch["attention_mask"].sum(-1).tolist()
+            for row, (item, length) in enumerate(zip(items, frames)):
+                alpha = self.augmenter.warp_factor(self.epoch, str(item["id"]))
+                if alpha is not None:
+                    features = batch["input_features"][row, :length]
+                    features[:, : self._vtlp.mels] = self._vtlp(features, alpha)
         if "labels" in items[0]:
             batch["labels"] = pad_labels(items, self.label_pad_id)
         if "id" in items[0]:  # the trainer's guard rails name utterances
@@ -93,4 +108,4 @@ class AudioCTCCollator:
             def fits(samples: int) -> bool:
                 return frames(samples) >= needed
 
-        return self.augmenter(wave, self.augmenter.rng(self.epoch, str(item["id"])), fits)
+        return self.augmenter(wave, self.epoch, str(item["id"]), fits)

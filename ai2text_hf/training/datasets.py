@@ -14,14 +14,15 @@ Waveform augmentation and foreign models (Wav2Vec2: raw audio) need the audio pa
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import datasets
 import numpy as np
 from transformers import TrainerCallback
 
-from ..data.augment import WaveformAugmenter
+from ..data.augment.chain import WaveformAugmenter
+from ..data.augment.noise import BabblePool
 from ..data.collator import AudioCTCCollator, CTCCollator
 from ..data.features import assert_features_match
 from ..data.prepare import load_prepared, read_manifest
@@ -130,22 +131,24 @@ def model_inputs(splits: Splits, recipe: Recipe, tokenizer: AI2TextTokenizer, in
     if splits.store == "features":
         collator = CTCCollator(padding_value=initial.feature_extractor.padding_value)
         return TrainingData(train, val, collator, collator)
-    augmenter = None
-    if augment:
-        settings = {k: v for k, v in asdict(recipe.augmentation).items() if k != "enabled"}
-        augmenter = WaveformAugmenter(**settings, sample_rate=initial.feature_extractor.sampling_rate, seed=recipe.seed)
-        logger.info(
-            "Waveform augmentation of train utterances: %s each with probability %g; speed perturbation %s.",
-            ", ".join(augmenter.types) or "no types",
-            augmenter.prob,
-            list(augmenter.speed_perturb) or "off",
-        )
+    augmenter = _augmenter(splits, recipe, initial.feature_extractor.sampling_rate) if augment else None
     return TrainingData(
         train,
         val,
         AudioCTCCollator(initial.feature_extractor, augmenter, output_frames(initial)),
         AudioCTCCollator(initial.feature_extractor),
     )
+
+
+def _augmenter(splits: Splits, recipe: Recipe, sample_rate: int) -> WaveformAugmenter:
+    """The recipe's augmenter, with its babble pool drawn from the train split when babble is among the noises."""
+    options = recipe.augmentation
+    babble = None
+    if options.noise_prob > 0 and "babble" in options.noise_sources:
+        babble = BabblePool.from_dataset(splits.train, options.babble_pool_size, recipe.seed)
+    augmenter = WaveformAugmenter(options, sample_rate=sample_rate, seed=recipe.seed, babble=babble)
+    logger.info("Waveform augmentation of train utterances (probability of each family): %s.", augmenter.describe())
+    return augmenter
 
 
 def _check_front_end(splits: Splits, initial: InitialModel) -> None:
@@ -176,10 +179,20 @@ def _with_labels(
 
 
 class CollatorEpoch(TrainerCallback):
-    """Tells the augmenting collator the epoch, before the epoch's loader (and its workers) start."""
+    """Tells the augmenting collator the epoch, before the epoch's loader (and its workers) start; after it, logs
+    the noise files that failed to decode in this process (DataLoader workers warn about their own)."""
 
     def __init__(self, collator: AudioCTCCollator):
         self.collator = collator
 
     def on_epoch_begin(self, args, state, control, **kwargs):
         self.collator.epoch = int(state.epoch or 0)
+
+    def on_epoch_end(self, args, state, control, **kwargs):
+        skipped = self.collator.augmenter.skipped_noise_files if self.collator.augmenter else 0
+        if skipped:
+            plural = skipped != 1
+            logger.warning(
+                "%d noise file%s could not be decoded and %s skipped so far (the warnings above name them).",
+                skipped, "s" if plural else "", "were" if plural else "was",
+            )  # fmt: skip

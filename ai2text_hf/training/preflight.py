@@ -13,15 +13,15 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from ..data.augment import Augmentation
+from ..data.augment.channel import INSTALL_HINT, probe_codec
 from ..data.sampler import DurationBatchSampler
 from .arguments import Hardware, num_processes
+from .checkpoints import BYTES_PER_PARAMETER, checkpoint_bytes, earlier_run
 from .recipe import Recipe
 
 logger = logging.getLogger("ai2text_hf.training")
 
-#: AdamW keeps two float32 states per parameter (exp_avg, exp_avg_sq) next to the float32 weights.
-OPTIMIZER_STATES = 2
-BYTES_PER_PARAMETER = 4
 DISK_MARGIN = 1.1  # logs, scheduler/RNG states, the tokenizer and the file system's own overhead
 
 
@@ -67,6 +67,19 @@ def check_paths(dataset: Path, run_dir: Path) -> None:
     check_output_dir(run_dir)
 
 
+def check_run_folder(run_dir: Path, resume: str | None, overwrite: bool) -> None:
+    """A new run never silently replaces an earlier run's model or mixes its checkpoints with the old ones."""
+    if resume is not None and overwrite:
+        raise PreflightError("--resume continues the run in its folder and --overwrite starts it afresh: pass one.")
+    found = earlier_run(run_dir)
+    if resume is None and found and not overwrite:
+        raise PreflightError(
+            f"{run_dir} already holds a run ({', '.join(f'{name}/' for name in found)}). Continue it with "
+            "`--resume latest`, train into a new --output-dir, or pass --overwrite to delete that run's model and "
+            "checkpoints and start again."
+        )
+
+
 def report_dataset(source: str, manifest: dict | None) -> None:
     """Which dataset version trains (a streamed CSV has none)."""
     if manifest is None:
@@ -83,11 +96,6 @@ def report_dataset(source: str, manifest: dict | None) -> None:
         counts.get("val", "?"),
         counts.get("test", "?"),
     )
-
-
-def checkpoint_bytes(num_params: int) -> int:
-    """One Trainer checkpoint: float32 weights plus AdamW's two states."""
-    return num_params * BYTES_PER_PARAMETER * (1 + OPTIMIZER_STATES)
 
 
 def required_disk_bytes(recipe: Recipe, num_params: int) -> int:
@@ -115,6 +123,23 @@ def check_disk(recipe: Recipe, run_dir: Path, num_params: int) -> None:
             "space, lower --save_total_limit or pass an --output-dir on a larger disk."
         )
     logger.info("Preflight: output %s, ~%s of %s free disk needed.", run_dir, _gigabytes(needed), _gigabytes(free))
+
+
+def check_codecs(augmentation: Augmentation) -> None:
+    """Every codec the channel family may draw runs here (a 0.1 s round trip each): one this machine lacks stops
+    the run now, not mid-epoch."""
+    if not (augmentation.enabled and augmentation.channel_prob > 0):
+        return
+    failures = {name: why for name in augmentation.codecs if (why := probe_codec(name, augmentation))}
+    if failures:
+        fixes = sorted({INSTALL_HINT[name] for name in failures if name in INSTALL_HINT})
+        raise PreflightError(
+            f"augmentation.codecs lists {', '.join(failures)}, which this machine cannot run "
+            f"({'; '.join(f'{name}: {why}' for name, why in failures.items())}). Fix: "
+            f"{' and '.join(fixes) + ', or ' if fixes else ''}remove {'it' if len(failures) == 1 else 'them'} from "
+            "augmentation.codecs."
+        )
+    logger.info("Preflight: augmentation codecs %s all run here.", ", ".join(augmentation.codecs))
 
 
 def report_device(hardware: Hardware) -> None:
@@ -156,6 +181,7 @@ def run_preflight(
     sampler: DurationBatchSampler | None,
 ) -> None:
     """The checklist once data, model and arguments exist (paths were checked by :func:`check_paths`)."""
+    check_codecs(recipe.augmentation)
     report_dataset(source, manifest)
     check_disk(recipe, run_dir, num_params)
     report_device(hardware)

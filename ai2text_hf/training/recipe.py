@@ -17,26 +17,13 @@ import yaml
 from transformers import TrainingArguments
 
 from ..configuration_ai2text import AI2TextConfig
+from ..data.augment import Augmentation  # the augmentation section: defined beside the augmenter that reads it
 from ..feature_extraction_ai2text import PITCH_FEATURES, PITCH_NORM_WINDOW
 from .schedules import scheduler_names
 
 _TRAINING_ARGUMENT_FIELDS = {f.name for f in dataclasses.fields(TrainingArguments)}
 # Architecture defaults are the model configuration's own, so they are defined once.
 _MODEL = AI2TextConfig()
-
-
-@dataclass
-class Augmentation:
-    """Waveform augmentation in the on-the-fly data path (train split only), as the guide configures it."""
-
-    enabled: bool = False
-    types: list[str] = field(default_factory=lambda: ["noise", "volume", "shift", "stretch"])
-    prob: float = 0.5  # chance that each type is applied to an utterance
-    noise_snr_db: list[float] = field(default_factory=lambda: [10.0, 30.0])
-    volume_db: list[float] = field(default_factory=lambda: [-6.0, 6.0])
-    shift_ms: float = 100.0
-    stretch: list[float] = field(default_factory=lambda: [0.9, 1.1])
-    speed_perturb: list[float] = field(default_factory=list)  # e.g. [0.9, 1.0, 1.1]; empty: off
 
 
 @dataclass
@@ -75,6 +62,17 @@ class Tune:
 # Recipe keys that are mappings of their own, and the guide's old names for our keys.
 _SECTIONS = {"augmentation": Augmentation, "early_stopping": EarlyStopping, "ema": Ema, "wandb": Wandb, "tune": Tune}
 _ALIASES = {"checkpoint_dir": "output_dir", "database_path": "dataset", "pretrained_model": "init_from"}
+# Keys of the old augmentation section, refused with their replacement: each family now has its own probability.
+_PER_FAMILY = "one probability per family (noise_prob, gain_prob, pad_prob, tempo_prob, ...; see the guide)"
+_RENAMED = {
+    "augmentation.types": f"augmentation.types and augmentation.prob were replaced by {_PER_FAMILY}",
+    "augmentation.prob": f"augmentation.types and augmentation.prob were replaced by {_PER_FAMILY}",
+    "augmentation.volume_db": "augmentation.volume_db is now augmentation.gain_db (with augmentation.gain_prob)",
+    "augmentation.shift_ms": "augmentation.shift_ms is now augmentation.pad_seconds (with augmentation.pad_prob)",
+    "augmentation.stretch": "augmentation.stretch is now augmentation.tempo (with augmentation.tempo_prob)",
+    "augmentation.speed_perturb": "augmentation.speed_perturb is now augmentation.speed, a [low, high] range "
+    "(with augmentation.speed_prob)",
+}
 
 
 @dataclass
@@ -240,6 +238,8 @@ def _merge_section(values: dict[str, Any], name: str, updates: Any, source: str)
     known = [f.name for f in dataclasses.fields(_SECTIONS[name])]
     section = values.setdefault(name, {})
     for key, value in updates.items():
+        if f"{name}.{key}" in _RENAMED:
+            raise RecipeError(f"{source}: {_RENAMED[f'{name}.{key}']}.")
         if key not in known:
             hint = _closest(f"{name}.{key}", [f"{name}.{k}" for k in known])
             raise RecipeError(f"{source}: unknown key '{name}.{key}'.{hint}")
@@ -345,6 +345,10 @@ def _check(recipe: Recipe) -> None:
     for name in ("learning_rate", "max_batch_seconds", "num_epochs"):
         if not getattr(recipe, name) or getattr(recipe, name) <= 0:
             raise RecipeError(f"{name} must be positive, got {getattr(recipe, name)!r}")
+    try:
+        recipe.augmentation.check(check_paths=recipe.augmentation.enabled)
+    except ValueError as error:
+        raise RecipeError(str(error)) from error
     if recipe.pitch_norm_window is not None and not recipe.pitch_norm_window > 0:
         raise RecipeError(
             f"pitch_norm_window must be a positive number of seconds, or null for the whole utterance; "
