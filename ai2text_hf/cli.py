@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from .decoding import DecodingOptions
+    from .serving import ServeSettings
 
 
 def _add_synth(sub: argparse._SubParsersAction) -> None:
@@ -23,7 +24,8 @@ def _add_synth(sub: argparse._SubParsersAction) -> None:
         help="Make a synthetic Vietnamese speech corpus with espeak-ng.",
         description="Speak a sentence list with espeak-ng's three Vietnamese voices and write a corpus in the "
         "metadata CSV format (file_path,transcript,duration,split,speaker_id). Test sentences and test voice "
-        "settings never occur in train, so the test split measures generalisation.",
+        "settings never occur in train, so the test split measures generalisation. Every utterance gets its own "
+        "level, a low coloured noise floor (no digital silence) and lead-in and tail lengths, like a recording.",
     )
     p.add_argument(
         "--sentences",
@@ -37,6 +39,21 @@ def _add_synth(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--train-renditions", type=int, help="Voice settings speaking each train sentence (default 2).")
     p.add_argument("--max-sentences", type=int, help="Use only the first N sentences (quick runs).")
     p.add_argument("--workers", type=int, help="Parallel espeak-ng processes (default: CPU count).")
+    grid = p.add_argument_group("voice grid (comma-separated values; default: SynthConfig's)")
+    grid.add_argument("--variants", help="espeak-ng speaker variants, e.g. m1,f2,klatt (espeak-ng --voices=variant).")
+    grid.add_argument("--speeds", help="Speaking rates in words per minute (espeak -s), e.g. 130,160,190.")
+    grid.add_argument("--pitches", help="Base pitches 0-99 (espeak -p), e.g. 30,50,70.")
+    grid.add_argument("--pitch-ranges", help="Pitch ranges 0-100 (SSML prosody range; espeak's default 50).")
+    grid.add_argument("--word-gaps", help="Pauses between words in 10 ms units (espeak -g), e.g. 0,1,2.")
+    recording = p.add_argument_group("recording conditions (LOW,HIGH, drawn per utterance; default: SynthConfig's)")
+    recording.add_argument(
+        "--speech-level-db", metavar="LOW,HIGH", help="RMS level of the speech in dBFS: --speech-level-db=-30,-20."
+    )
+    recording.add_argument(
+        "--noise-floor-db", metavar="LOW,HIGH", help="RMS level of the noise floor in dBFS: --noise-floor-db=-75,-50."
+    )
+    recording.add_argument("--lead-in", metavar="LOW,HIGH", help="Seconds of noise floor before the speech.")
+    recording.add_argument("--tail", metavar="LOW,HIGH", help="Seconds of noise floor after the speech.")
 
 
 def _add_prepare(sub: argparse._SubParsersAction) -> None:
@@ -238,7 +255,7 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
         "train",
         help="Train a CTC model with the Hugging Face Trainer from a YAML recipe.",
         description="Train on a prepared dataset. Any recipe key can be overridden as --key value "
-        "(e.g. --learning_rate 5e-4 --num_epochs 3 --augmentation.prob 0.3). A preflight checks the dataset, "
+        "(e.g. --learning_rate 5e-4 --num_epochs 3 --augmentation.noise_prob 0.3). A preflight checks the dataset, "
         "the output folder, free disk, device and precision before the first step. Writes "
         "runs/<name>/{model,checkpoints,logs,recipe.yaml}. Under `accelerate launch --config_file "
         "accelerate_configs/X.yaml scripts/train.py ...` the launcher's mixed precision wins over the recipe's.",
@@ -249,6 +266,12 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
         "--resume",
         metavar="PATH|latest",
         help="Resume from a checkpoint folder, or 'latest' for the newest in the run's checkpoints/.",
+    )
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="Train into an --output-dir that already holds a run: its model and checkpoints are deleted once the "
+        "new run has passed its checks. Without it (or --resume) such a folder is refused.",
     )
     p.add_argument(
         "--multi_gpu",
@@ -461,10 +484,16 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
         "serve",
         help="Serve models over HTTP: a transcription API and a web page to try it.",
         description="Run the HTTP API (FastAPI + uvicorn; needs the serve extra: pip install 'ai2text-hf[serve]'). "
-        "POST /transcribe takes a multipart 'audio' file and the options model, beam_width, timestamps (none|word) "
-        "and hotwords; GET /health, GET /models, POST /models/load, DELETE /models/{name}; API docs at /docs and a "
-        "page at / to upload or record audio. Concurrent requests to a model are micro-batched into shared model "
-        "runs. Clients load models by run name from --models-dir only, never by path.",
+        "POST /transcribe takes a multipart 'audio' file and the form fields model, beam_width, timestamps "
+        "(none|word) and hotwords (a query parameter or unknown field is refused); GET /health (503 while the "
+        "default model is not loaded), GET /models; API docs at /docs and a page at / to upload or record audio. "
+        "Concurrent requests to a model are micro-batched into shared model runs. Every upload's channels, rate and "
+        "length are checked from its header before it is decoded; other request bodies are limited to 64 KiB. "
+        "Security: it listens on 127.0.0.1; it answers only for localhost, IP addresses and --allowed-host names "
+        "(against DNS rebinding); with an API key (--api-key-file or $AI2TEXT_API_KEY) every request but the page, "
+        "/docs and /health must send 'Authorization: Bearer <key>' or 'X-API-Key: <key>'; POST /models/load and "
+        "DELETE /models/{name} are off unless --allow-model-management; browsers may call it from other sites only "
+        "with --cors-origin.",
     )
     p.add_argument(
         "--model", required=True, help="Model folder loaded at start and used by default, e.g. runs/demo/model."
@@ -472,13 +501,27 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--models-dir",
         default="runs",
-        help="Every <DIR>/<name>/model folder can be loaded by name with POST /models/load (default runs).",
+        help="With --allow-model-management, every <DIR>/<name>/model folder can be loaded by name with "
+        "POST /models/load (default runs). Clients name runs, never paths.",
     )
     p.add_argument("--host", default="127.0.0.1", help="Address to listen on (default 127.0.0.1: this machine only).")
     p.add_argument("--port", type=int, default=8000, help="Port to listen on (default 8000; 0 picks a free one).")
-    p.add_argument("--max-upload-mb", type=float, default=20.0, help="Largest accepted audio file, MiB (default 20).")
-    p.add_argument(
-        "--max-audio-seconds", type=float, default=120.0, help="Longest accepted recording, seconds (default 120)."
+    limits = p.add_argument_group("upload limits (checked from the file's header before decoding)")
+    limits.add_argument("--max-upload-mb", type=float, default=20.0, help="Largest audio file, MiB (default 20).")
+    limits.add_argument(
+        "--max-audio-seconds", type=float, default=120.0, help="Longest recording, seconds (default 120)."
+    )
+    limits.add_argument("--max-channels", type=int, default=8, help="Most channels in a file (default 8).")
+    limits.add_argument("--max-sample-rate", type=int, default=96_000, help="Highest sample rate, Hz (default 96000).")
+    limits.add_argument(
+        "--max-decoded-mb",
+        type=float,
+        default=64.0,
+        help="Largest decoded size, MiB: frames x channels x 4 bytes (default 64, e.g. 120 s of 48 kHz stereo is "
+        "44). It bounds the memory of a decode (about three times this at its peak), whatever the compression.",
+    )
+    limits.add_argument(
+        "--decode-workers", type=int, default=2, help="Uploads decoded at once; the others wait (default 2)."
     )
     p.add_argument("--max-beam-width", type=int, default=64, help="Largest beam width a request may ask (default 64).")
     p.add_argument("--batch-size", type=int, default=16, help="Most requests run together in one batch (default 16).")
@@ -490,7 +533,38 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
         "arriving while the model runs join the next batch anyway.",
     )
     p.add_argument(
-        "--max-queue", type=int, default=64, help="Requests allowed to wait per model; more get 503 (default 64)."
+        "--max-queue",
+        type=int,
+        default=64,
+        help="Transcriptions the server holds at once (being uploaded, decoded or waiting for a model); more get "
+        "503 before their upload is read (default 64).",
+    )
+    access = p.add_argument_group("access")
+    access.add_argument(
+        "--api-key-file",
+        help="File whose first line is the API key every request must send (except the page, /docs and /health). "
+        "Default: $AI2TEXT_API_KEY when set, else no key. The key is never logged.",
+    )
+    access.add_argument(
+        "--allow-model-management",
+        action="store_true",
+        help="Enable POST /models/load and DELETE /models/{name} (off by default: 403). Use with an API key.",
+    )
+    access.add_argument(
+        "--allowed-host",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="Host name clients may reach the server by, besides localhost and IP addresses (repeatable; '*' for "
+        "any). Other names are refused (400), which stops DNS-rebinding pages.",
+    )
+    access.add_argument(
+        "--cors-origin",
+        action="append",
+        default=[],
+        metavar="ORIGIN",
+        help="Origin (e.g. https://app.example.com) whose web pages may call the API from a browser (repeatable). "
+        "Default none: browsers keep other sites' pages from reading its answers.",
     )
     p.add_argument("--device", help="Torch device for the models, e.g. cpu or cuda (default: CUDA when available).")
     p.add_argument(
@@ -538,6 +612,11 @@ def _run_synth(args: argparse.Namespace) -> None:
         "train_renditions": args.train_renditions,
         "max_sentences": args.max_sentences,
         "workers": args.workers,
+        **{
+            key: getattr(args, key)
+            for key in ("variants", "speeds", "pitches", "pitch_ranges", "word_gaps")
+            + ("speech_level_db", "noise_floor_db", "lead_in", "tail")
+        },
     }
     csv_path = synthesize_corpus(
         args.sentences or default_sentences_path(), args.output, SynthConfig.from_dict(options)
@@ -643,7 +722,9 @@ def _run_train(args: argparse.Namespace, extra: list[str]) -> None:
             file=sys.stderr,
         )
     recipe = load_recipe(args.recipe, parse_overrides(extra))
-    result = train(recipe, dataset_dir=args.dataset, output_dir=args.output_dir, resume=args.resume)
+    result = train(
+        recipe, dataset_dir=args.dataset, output_dir=args.output_dir, resume=args.resume, overwrite=args.overwrite
+    )
     print(f"Model: {result.model_dir}")
 
 
@@ -782,22 +863,52 @@ def _run_export(args: argparse.Namespace) -> None:
     print(f"Export written to {result.output_dir} (report: export_report.json)")
 
 
+def _serve_settings(args: argparse.Namespace) -> ServeSettings:
+    """The server's settings from ``ai2text serve``'s arguments (the API key from a file or the environment)."""
+    from .serving import AccessSettings, AudioLimits, BatchSettings, ServeSettings
+    from .serving.guards import read_api_key
+
+    try:
+        api_key = read_api_key(args.api_key_file)
+    except ValueError as error:
+        raise SystemExit(f"error: {error}") from error
+    return ServeSettings(
+        models_dir=Path(args.models_dir),
+        audio=AudioLimits(
+            max_upload_mb=args.max_upload_mb,
+            max_seconds=args.max_audio_seconds,
+            max_channels=args.max_channels,
+            max_sample_rate=args.max_sample_rate,
+            max_decoded_mb=args.max_decoded_mb,
+        ),
+        access=AccessSettings(
+            api_key=api_key,
+            model_management=args.allow_model_management,
+            allowed_hosts=(*args.allowed_host, args.host),
+            cors_origins=tuple(args.cors_origin),
+        ),
+        max_beam_width=args.max_beam_width,
+        decode_workers=args.decode_workers,
+        batching=BatchSettings(args.batch_size, args.batch_wait_ms / 1000, args.max_queue),
+        device=args.device,
+    )
+
+
 def _run_serve(args: argparse.Namespace) -> None:
     try:
         import uvicorn
 
-        from .serving import BatchSettings, ServeSettings, create_app
+        from .serving import create_app
     except ModuleNotFoundError as error:
         message = f"error: ai2text serve needs the serve extra ({error}): pip install 'ai2text-hf[serve]'"
         raise SystemExit(message) from error
-    settings = ServeSettings(
-        models_dir=Path(args.models_dir),
-        max_upload_mb=args.max_upload_mb,
-        max_audio_seconds=args.max_audio_seconds,
-        max_beam_width=args.max_beam_width,
-        batching=BatchSettings(args.batch_size, args.batch_wait_ms / 1000, args.max_queue),
-        device=args.device,
-    )
+    settings = _serve_settings(args)
+    if settings.access.model_management and not settings.access.api_key:
+        print(
+            "warning: --allow-model-management without an API key: anyone who can reach the server can load and "
+            "unload models (set --api-key-file or $AI2TEXT_API_KEY).",
+            file=sys.stderr,
+        )
     uvicorn.run(create_app(args.model, settings), host=args.host, port=args.port, log_level=args.log_level)
 
 
@@ -834,7 +945,7 @@ def main(argv: list[str] | None = None) -> int:
                 "push": _run_push,
                 "export": _run_export,
             }[args.command](args)
-    except (FileNotFoundError, FileExistsError, ValueError, ConnectionError) as error:
+    except (OSError, ValueError) as error:  # OSError: a missing file, a full disk, a refused connection
         print(f"error: {error}", file=sys.stderr)
         return 2
     return 0

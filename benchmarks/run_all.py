@@ -35,7 +35,10 @@ def benchmarks(model: str, dataset: str) -> dict[str, list[str]]:
         "decode": ["--model", model, "--dataset", dataset],
         "export": ["--model", model, "--dataset", dataset],
         "serve": ["--model", model],
+        "robustness": ["--model", model],
         "train": ["--dataset", dataset],
+        "reliability_data": [],
+        "reliability_server": ["--model", model],
     }
 
 
