@@ -20,6 +20,7 @@ from pathlib import Path
 from ai2text_hf.data.prepare import load_prepared
 from ai2text_hf.decoding import DecodingOptions
 from ai2text_hf.decoding.lm import build_lm
+from ai2text_hf.evaluation.evaluate import load_split
 from ai2text_hf.evaluation.lm_tune import decode_posteriors, split_posteriors
 from ai2text_hf.inference import Transcriber
 from ai2text_hf.metrics import error_rates
@@ -56,10 +57,7 @@ def main() -> None:
     args = parser.parse_args()
 
     transcriber = Transcriber(args.model, device="cpu")
-    dataset = load_prepared(args.dataset)[args.split]
-    if args.limit:
-        dataset = dataset.select(range(min(args.limit, len(dataset))))
-    dataset = dataset.with_format("numpy", columns=["input_features"], output_all_columns=True)
+    dataset = load_split(transcriber, Path(args.dataset), args.split, args.limit, purpose="decode")
     references = list(dataset["text"])
     batches = split_posteriors(transcriber, dataset)
 

@@ -269,8 +269,9 @@ def synthetic_tables(scorer: Scorer, corpus: Path, count: int | None, workers: i
         ratio = f"{rates['cer'] / clean['cer']:.2f}" if clean["cer"] else "n/a"
         how = f"{len(held_out[1])} sentences of ../shared sentences/test.tsv, synth's reserved test voice settings"
         table.append(("held-out sentences, unseen voices, clean", how, pct(rates["cer"]), pct(rates["wer"]), ratio))
+    shown = corpus.relative_to(REPO) if corpus.is_relative_to(REPO) else corpus
     print_table(
-        f"Robustness on the synthetic test split ({corpus}, {len(rows)} utterances: held-out sentences, voice "
+        f"Robustness on the synthetic test split ({shown}, {len(rows)} utterances: held-out sentences, voice "
         f"settings train never used), greedy, model {model}",
         table,
         ("condition", "made with", "CER", "WER", "CER / clean"),
@@ -321,7 +322,7 @@ def real_table(scorer: Scorer, count: int | None, model: str) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default=str(REPO / "runs" / "demo" / "model"), help="trained model folder")
-    parser.add_argument("--corpus", default=str(REPO / "data" / "demo"), help="synthetic corpus (metadata.csv)")
+    parser.add_argument("--corpus", default="data/demo", help="synthetic corpus (metadata.csv), from the repository")
     parser.add_argument("--count", type=int, help="test utterances to use, spread over the split (default all)")
     parser.add_argument("--real-count", type=int, help="recordings per real set, spread over it (default all)")
     parser.add_argument("--workers", type=int, default=4, help="utterances degraded at once (sox/ffmpeg processes)")
@@ -331,7 +332,7 @@ def main() -> None:
 
     start = time.perf_counter()
     scorer = Scorer(args.model)
-    synthetic_tables(scorer, Path(args.corpus), args.count, args.workers, args.model)
+    synthetic_tables(scorer, REPO / args.corpus, args.count, args.workers, args.model)
     real_table(scorer, args.real_count, args.model)
     print(
         f"\n{scorer.audio_seconds / 60:.1f} min of audio transcribed in {scorer.compute_seconds:.0f} s; "

@@ -27,7 +27,7 @@ PACKAGES = ("torch", "torchaudio", "transformers", "datasets", "accelerate", "on
 
 
 def benchmarks(model: str, dataset: str) -> dict[str, list[str]]:
-    """name -> arguments, in the order they run; ``--full`` adds the 20-minute training comparison."""
+    """name -> arguments of ``make bench``, in the order they run."""
     return {
         "prepare": [],  # also runs bench_features on the same audio
         "inference": ["--model", model],
@@ -42,7 +42,10 @@ def benchmarks(model: str, dataset: str) -> dict[str, list[str]]:
     }
 
 
-FULL_ONLY = {"recipe_cc0": ["--minutes", "18", "--epochs", "5"]}
+def long_benchmarks(model: str) -> dict[str, list[str]]:
+    """Run by ``--full`` or by name: the 18-minute CC0 training comparison and the adaptation curve on the
+    real syllables of ../shared (about 45 minutes; ``make bench-real``)."""
+    return {"recipe_cc0": ["--minutes", "18", "--epochs", "5"], "adaptation": ["--model", model]}
 
 
 def _cpu_name() -> str:
@@ -95,16 +98,17 @@ def main() -> None:
     parser.add_argument("--model", default="runs/demo/model", help="trained model the inference benchmarks use")
     parser.add_argument("--dataset", default="data/processed/demo", help="prepared dataset (test split decoded)")
     parser.add_argument("--only", nargs="+", metavar="NAME", help="run only these benchmarks (e.g. features serve)")
-    parser.add_argument("--full", action="store_true", help="also the 18-minute CC0 training comparison")
+    parser.add_argument("--full", action="store_true", help="also the long ones (CC0 training, adaptation)")
     parser.add_argument("--output", default=str(RESULTS), help="where to write the results (markdown)")
     args = parser.parse_args()
 
-    selected = benchmarks(args.model, args.dataset) | (FULL_ONLY if args.full else {})
+    every = benchmarks(args.model, args.dataset) | long_benchmarks(args.model)
+    selected = every if args.full else benchmarks(args.model, args.dataset)
     if args.only:
-        unknown = set(args.only) - set(selected) - set(FULL_ONLY)
+        unknown = set(args.only) - set(every)
         if unknown:
-            parser.error(f"unknown benchmark(s) {sorted(unknown)}; choose from {sorted(selected | FULL_ONLY)}")
-        selected = {name: a for name, a in (selected | FULL_ONLY).items() if name in args.only}
+            parser.error(f"unknown benchmark(s) {sorted(unknown)}; choose from {sorted(every)}")
+        selected = {name: a for name, a in every.items() if name in args.only}
 
     lines = [
         "# Benchmark results",

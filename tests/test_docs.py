@@ -74,6 +74,7 @@ SUBSTITUTIONS = {
     # model below (pitch hurts a model trained on the fixture's 0.3 h corpus)
     "--recipe recipes/demo-cpu.yaml": "--recipe recipes/demo-cpu.yaml --num_epochs 1 --pitch false",
     "--config recipes/demo-cpu.yaml": "--config recipes/demo-cpu.yaml --pitch false",
+    "--recipe recipes/finetune-cpu.yaml": "--recipe recipes/finetune-cpu.yaml --num_epochs 1 --validate_every 1",
     "--output data/processed/demo --pitch": "--output data/processed/demo",
     "runs/tiny --num_epochs 2 --pitch true": "runs/tiny --num_epochs 2",
     "--recipe recipes/cpu-weak.yaml": "--recipe recipes/cpu-weak.yaml --num_epochs 1",

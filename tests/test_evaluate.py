@@ -49,6 +49,23 @@ def test_results_hold_every_metric_as_fractions(evaluated, trained_model: Traine
     assert all(e["count"] >= 1 and (e["reference"] or e["hypothesis"]) for e in saved["top_errors"])
 
 
+def test_a_dataset_prepared_on_the_fly_scores_as_its_stored_features(evaluated, trained_model, tmp_path) -> None:
+    from ai2text_hf.data.prepare import prepare_dataset
+
+    audio = tmp_path / "audio-dataset"
+    prepare_dataset(trained_model.metadata, audio, on_the_fly=True, progress=False)
+    model, metrics, output_dir = evaluated
+    result = evaluate_split(model, audio, "test", output_dir=tmp_path / "eval")
+    assert result.metrics["num_samples"] == metrics["num_samples"]
+    assert result.metrics["cer"] == pytest.approx(metrics["cer"], abs=1e-9)
+    assert _hypotheses(tmp_path / "eval") == _hypotheses(output_dir)
+
+
+def _hypotheses(output_dir: Path) -> list[str]:
+    with (output_dir / "predictions.csv").open(encoding="utf-8", newline="") as handle:
+        return [row["hypothesis"] for row in csv.DictReader(handle)]
+
+
 def test_predictions_keep_their_columns(evaluated) -> None:
     _, metrics, output_dir = evaluated
     with open(output_dir / "predictions.csv", newline="", encoding="utf-8") as handle:

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import TINY_RECIPE
+from conftest import REPO, TINY_RECIPE
 
 from ai2text_hf.data.audio import featurize_batch
 from ai2text_hf.data.prepare import load_prepared, prepare_dataset
@@ -133,6 +133,18 @@ def test_init_from_our_model_loads_its_weights(otf_run, corpus: Path, tmp_path: 
     assert not any(p.requires_grad for p in trainer.model.layers[0].parameters())
     assert not any(p.requires_grad for p in trainer.model.subsampling.parameters())
     assert all(p.requires_grad for p in trainer.model.lm_head.parameters())
+
+
+def test_finetune_recipe_starts_from_its_base_and_trains(trained_model, tmp_path: Path) -> None:
+    finetune, dataset = REPO / "recipes" / "finetune-cpu.yaml", trained_model.dataset_dir
+    short = {"init_from": str(trained_model.model_dir), "max_train_minutes": None, "num_epochs": 1,
+             "validate_every": 1, "logging_steps": 1, "disable_tqdm": True}  # fmt: skip
+    based, _ = build_trainer(load_recipe(finetune, short), dataset, tmp_path / "based")
+    fresh_keys = {**short, **{k: SMALL[k] for k in ("d_model", "num_encoder_layers", "num_heads", "d_ff")}}
+    fresh, _ = build_trainer(load_recipe(finetune, {**fresh_keys, "init_from": None}), dataset, tmp_path / "fresh")
+    assert based.evaluate()["eval_loss"] < 0.5 * fresh.evaluate()["eval_loss"]
+    result = train(load_recipe(finetune, short), dataset, tmp_path / "run")
+    assert (result.model_dir / "model.safetensors").is_file() and _losses(result.run_dir)
 
 
 def test_init_from_with_another_vocabulary_needs_reset_head(otf_run, corpus: Path, tmp_path: Path) -> None:

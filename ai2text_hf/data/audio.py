@@ -13,7 +13,7 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import soundfile as sf
@@ -181,3 +181,17 @@ def featurize_batch(
         feature_extractor(np.asarray(w, dtype=np.float32), sampling_rate=rate, padding=False) for w in waveforms
     )
     return [features["input_features"][0] for features in computed]
+
+
+def with_features(dataset: Any, feature_extractor: AI2TextFeatureExtractor) -> Any:
+    """A prepared split whose rows carry numpy ``input_features``: as stored, or computed from the ``audio``
+    column (``prepare --on-the-fly``) when rows are read, by :func:`featurize_batch` as training does."""
+    if "input_features" in dataset.column_names:
+        return dataset.with_format("numpy", columns=["input_features"], output_all_columns=True)
+
+    def featurize(rows: dict) -> dict:
+        if "audio" in rows:  # absent when another single column is read (dataset["text"])
+            rows["input_features"] = featurize_batch(rows.pop("audio"), feature_extractor)
+        return rows
+
+    return dataset.with_transform(featurize)

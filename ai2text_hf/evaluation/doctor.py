@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from ..data.audio import featurize_batch
+from ..data.audio import with_features
 from ..data.features import assert_features_match
 from ..data.prepare import load_prepared, read_manifest
 from ..inference import Transcriber, duration_batches
@@ -67,7 +67,7 @@ def diagnose(
         dataset = data[split]
         if limit:
             dataset = dataset.select(range(min(limit, len(dataset))))
-        suspects += _score_split(transcriber, dataset.with_format("numpy"), split)
+        suspects += _score_split(transcriber, with_features(dataset, transcriber.feature_extractor), split)
     key = (lambda s: s.loss_per_char) if sort_by == "loss" else (lambda s: s.cer)
     return sorted(suspects, key=lambda s: (-key(s), s.id))
 
@@ -75,15 +75,11 @@ def diagnose(
 @torch.inference_mode()
 def _score_split(transcriber: Transcriber, dataset, split: str) -> list[Suspect]:
     model, tokenizer = transcriber.model, transcriber.tokenizer
-    stored = "input_features" if "input_features" in dataset.column_names else "audio"  # audio: --on-the-fly
     durations = [float(d) for d in dataset["duration"]]
     suspects = []
     for batch in duration_batches(durations, transcriber.max_batch_seconds):
         rows = dataset[batch]
-        features = rows[stored]
-        if stored == "audio":
-            features = featurize_batch(features, transcriber.feature_extractor)
-        logits, out_lengths = transcriber.logits(features)
+        logits, out_lengths = transcriber.logits(rows["input_features"])
         logits = logits.float().cpu()
         labels = tokenizer(list(rows["text"]))["input_ids"]
         losses = F.ctc_loss(

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..data.audio import with_features
 from ..data.features import assert_features_match
 from ..data.prepare import load_prepared, read_manifest
 from ..decoding import DecodingOptions
@@ -83,8 +84,8 @@ def load_split(
     manifest: dict | None = None,
     purpose: str = "evaluate",
 ):
-    """The first ``limit`` rows of a prepared ``split``, its features as numpy, after checking that the dataset's
-    features are the model's; a clear error for a missing or empty split."""
+    """The first ``limit`` rows of a prepared ``split`` with numpy ``input_features`` (computed when read where it
+    stores audio), after checking that its features are the model's; a clear error for a missing or empty split."""
     manifest = manifest or read_manifest(dataset_dir)
     assert_features_match(manifest["feature_extractor"], transcriber.feature_extractor.to_dict(), str(dataset_dir))
     data = load_prepared(dataset_dir)
@@ -95,7 +96,7 @@ def load_split(
         dataset = dataset.select(range(min(limit, len(dataset))))
     if len(dataset) == 0:
         raise ValueError(f"Split '{split}' of {dataset_dir} is empty: nothing to {purpose}.")
-    return dataset.with_format("numpy", columns=["input_features"], output_all_columns=True)
+    return with_features(dataset, transcriber.feature_extractor)
 
 
 def evaluate_split(

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..data.audio import featurize_batch
+from ..data.audio import with_features
 from ..data.prepare import load_prepared
 from ..inference import Transcriber
 from ..onnx_model import ONNX_NAME
@@ -54,11 +54,8 @@ def _parity_inputs(
     rows = data[split].select(range(min(limit or len(data[split]), len(data[split]))))
     if len(rows) == 0:
         raise ValueError(f"Split '{split}' of {dataset} is empty: nothing to check parity on.")
-    rows = rows.with_format("numpy")
-    if "input_features" in rows.column_names:
-        features = [np.asarray(f, dtype=np.float32) for f in rows["input_features"]]
-    else:  # a dataset prepared --on-the-fly stores audio
-        features = featurize_batch(rows["audio"], transcriber.feature_extractor)
+    stored = with_features(rows, transcriber.feature_extractor)[:]["input_features"]
+    features = [np.asarray(f, dtype=np.float32) for f in stored]
     return features, list(rows["text"]), f"{dataset} split {split} ({len(rows)} utterances)"
 
 
