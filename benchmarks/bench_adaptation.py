@@ -110,7 +110,7 @@ def main() -> None:
         return
     model = (REPO / args.model).resolve()
     work = Path(tempfile.mkdtemp(prefix="ai2text-adaptation-"))
-    rows, results, variant_rows = [], [], []
+    rows, variant_rows, base_cer = [], [], {}
     try:
         csv_path = split_csv(work / "syllables.csv", args.train_count)
         data = prepare(model, csv_path, work / "data")
@@ -118,7 +118,7 @@ def main() -> None:
             base = train_and_score(args.finetune_recipe, data, work / f"base-{minutes:g}", minutes,
                                    "--init_from", str(model))  # fmt: skip
             scratch = train_and_score(args.scratch_recipe, data, work / f"scratch-{minutes:g}", minutes)
-            results.append((minutes, base[0]))
+            base_cer[minutes] = base[0]
             rows.append(
                 (
                     f"{minutes:g}",
@@ -129,10 +129,10 @@ def main() -> None:
                     f"{base[2] / 60:.1f} / {scratch[2] / 60:.1f}",
                 )
             )
-        longest, base_cer = max(args.minutes), next(r for m, r in results if m == max(args.minutes))
+        longest = max(args.minutes)
         for index, (name, recipe, extra) in enumerate(variants(args, model)):
             cer = train_and_score(recipe, data, work / f"variant-{index}", longest, *extra)[0]
-            variant_rows.append((name, f"{100 * cer:.1f} %", f"{cer / base_cer:.2f}x"))
+            variant_rows.append((name, f"{100 * cer:.1f} %", f"{cer / base_cer[longest]:.2f}x"))
     finally:
         shutil.rmtree(work, ignore_errors=True)
     print(
