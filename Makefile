@@ -65,11 +65,11 @@ $(DEMO_RUN)/model/config.json: $(DEMO_SET)/manifest.json recipes/demo-cpu.yaml
 	$(AI2TEXT) train --recipe recipes/demo-cpu.yaml --dataset $(DEMO_SET) --output-dir $(DEMO_RUN)
 
 demo: install system-deps $(DEMO_RUN)/model/config.json
-	$(AI2TEXT) evaluate --model $(DEMO_RUN)/model --dataset $(DEMO_SET) --split test
-	$(AI2TEXT) lm build --text $(DEMO_DATA)/metadata.csv --splits train --order 3 --output $(DEMO_RUN)/lm
-	$(AI2TEXT) lm tune --model $(DEMO_RUN)/model --dataset $(DEMO_SET) --lm $(DEMO_RUN)/lm --beam-width 16
+	$(AI2TEXT) evaluate --model $(DEMO_RUN)/model --dataset $(DEMO_SET) --split test --no-lm
+	$(AI2TEXT) lm build --model $(DEMO_RUN)/model --text $(DEMO_DATA)/metadata.csv --splits train --order 3 --overwrite
+	$(AI2TEXT) lm tune --model $(DEMO_RUN)/model --dataset $(DEMO_SET) --beam-width 16
 	$(AI2TEXT) evaluate --model $(DEMO_RUN)/model --dataset $(DEMO_SET) --split test \
-		--lm $(DEMO_RUN)/lm --beam-width 50 --output $(DEMO_RUN)/eval/test-beam50-lm
+		--beam-width 50 --output $(DEMO_RUN)/eval/test-beam50-lm
 	$(AI2TEXT) transcribe --model $(DEMO_RUN)/model --json $$(ls $(DEMO_DATA)/wavs/test/*.wav | head -n 2)
 	@echo
 	@echo "The demo model is in: $(DEMO_RUN)/model"

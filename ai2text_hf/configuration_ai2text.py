@@ -11,10 +11,23 @@ from transformers import PretrainedConfig
 BLOCK_TYPES = ("conformer", "transformer")
 
 
+def subsampling_convs(factor: int) -> int:
+    """Stride-2 convolutions of the front end that cut the frame rate by ``factor`` (2, 4 or 8)."""
+    return factor.bit_length() - 1
+
+
+def subsampled_length(frames, factor: int):
+    """Frames left of ``frames`` (an int, array or tensor) after the front end: kernel 3, stride 2 and
+    padding 1 in each convolution round the halving up."""
+    for _ in range(subsampling_convs(factor)):
+        frames = (frames + 1) // 2
+    return frames
+
+
 class AI2TextConfig(PretrainedConfig):
     """Hyperparameters of :class:`AI2TextForCTC`.
 
-    The names follow the training guide's recipe keys (``d_model``, ``num_encoder_layers``,
+    The names follow the recipe keys (``d_model``, ``num_encoder_layers``,
     ``num_heads``, ``d_ff``, ``dropout``, ``n_mels``) so a recipe maps onto the config one to one.
 
     Args:
@@ -30,7 +43,7 @@ class AI2TextConfig(PretrainedConfig):
             ``pitch=True``, 0 without); they take their own 1-D path through the front end.
         hop_length: feature hop in samples; with ``subsampling_factor`` it fixes the logit rate.
         block_type: ``"conformer"`` (macaron FF + attention + convolution) or ``"transformer"``
-            (the guide's plain pre-norm encoder).
+            (a plain pre-norm encoder).
         conv_kernel_size: depthwise convolution kernel of the Conformer convolution module.
         subsampling_factor: time reduction of the convolutional front end (4: two stride-2 convs).
         subsampling_channels: channels of the convolutional front end.

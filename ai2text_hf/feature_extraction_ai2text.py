@@ -14,16 +14,42 @@ from transformers.utils import TensorType, logging
 logger = logging.get_logger(__name__)
 
 PITCH_FEATURES = 3  # voicing, normalised log-F0, its slope
-# Octaves → roughly unit-variance columns (measured on the demo corpus: log-F0 std 0.12 octave over
-# voiced frames, slope std 0.03 octave per frame), like the normalised mel bins beside them.
+# Octaves → roughly unit-variance columns on the demo corpus (its spread: docs/results.md), like the
+# normalised mel bins beside them.
 PITCH_SCALE = 5.0
 SLOPE_SCALE = 30.0
-# Seconds of the sliding window the log-F0 is centred on (Kaldi's 1.5 s). Against centring on the whole input:
-# test CER 4.73 vs 4.25 % on the demo's single utterances, 12.4 vs 19.0 % on a recording of changing voices.
+# Seconds of the sliding window the log-F0 is centred on (Kaldi's 1.5 s): against the whole input, a little
+# worse on single utterances and much better on recordings whose speaker changes (docs/results.md).
 PITCH_NORM_WINDOW = 1.5
 # A centring window with fewer voiced frames than this is topped up with the whole input's mean: one
 # short syllable alone would otherwise be centred on itself and lose its tone.
 PITCH_MIN_VOICED_FRAMES = 30.0
+# Long recordings are cut in pauses at least this long, whose 30 ms frames lie this far below the recording's
+# loud level (its 95th percentile frame): each part is then normalised (and attended over) alone, as the single
+# utterances of training were (benchmarks/bench_long_audio.py measures the effect).
+PAUSE_SECONDS = 0.25
+PAUSE_DB = 30.0
+
+
+def pause_segments(
+    waveform: np.ndarray, sampling_rate: int, min_pause: float = PAUSE_SECONDS, quiet_db: float = PAUSE_DB
+) -> list[tuple[int, int]]:
+    """``(start, end)`` sample ranges that tile ``waveform``, cut in the middle of every pause of ``min_pause``
+    seconds or more (frames ``quiet_db`` below the loud level); one range when there is no pause."""
+    hop = sampling_rate // 100
+    wave = np.asarray(waveform, dtype=np.float32).reshape(-1)
+    blocks = len(wave) // hop
+    if blocks < 3:
+        return [(0, len(wave))]
+    framed = wave[: blocks * hop].reshape(blocks, hop)  # 10 ms blocks, a view: an hour costs no copy
+    block_power = np.einsum("ij,ij->i", framed, framed) / hop
+    energy = 10 * np.log10(np.convolve(block_power.astype(np.float64), np.ones(3) / 3, mode="same") + 1e-12)
+    quiet = energy < np.percentile(energy, 95) - quiet_db
+    edges = np.flatnonzero(np.diff(np.concatenate([[0], quiet.astype(np.int8), [0]])))
+    starts, ends = edges[::2], edges[1::2]
+    cuts = ((starts + ends) // 2 * hop)[(ends - starts) * hop >= min_pause * sampling_rate]
+    bounds = [0, *(int(c) for c in cuts if 0 < c < len(wave)), len(wave)]
+    return list(zip(bounds[:-1], bounds[1:]))
 
 
 class AI2TextFeatureExtractor(SequenceFeatureExtractor):

@@ -16,14 +16,7 @@ from transformers import PreTrainedModel
 from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.modeling_outputs import CausalLMOutput
 
-from .configuration_ai2text import AI2TextConfig
-
-
-def _conv_out_lengths(lengths: torch.Tensor, num_convs: int) -> torch.Tensor:
-    """Lengths after ``num_convs`` kernel-3, stride-2, padding-1 convolutions (ceil halving)."""
-    for _ in range(num_convs):
-        lengths = torch.div(lengths + 1, 2, rounding_mode="floor")
-    return lengths
+from .configuration_ai2text import AI2TextConfig, subsampled_length, subsampling_convs
 
 
 def mix_ctc_losses(final: torch.Tensor, intermediate: list[torch.Tensor], weight: float) -> torch.Tensor:
@@ -47,9 +40,9 @@ def _lengths_to_mask(lengths: torch.Tensor, max_len: int) -> torch.Tensor:
 def _float32_on_cpu(op: Callable[..., torch.Tensor], *inputs: torch.Tensor, **kwargs) -> torch.Tensor:
     """``op(*inputs, **kwargs)``, in float32 when CPU autocast is on, else as it is.
 
-    With bf16 autocast on a CPU, oneDNN's bf16 gradients of attention and of the depthwise convolutions
-    ran 2-3x slower than in float32 and ate the whole gain of the bf16 matrix products (the rest of the
-    model gains about 2x). GPUs' bf16 kernels win everywhere, so there the op stays under autocast.
+    With bf16 autocast on a CPU, oneDNN's bf16 gradients of attention and of the depthwise convolutions are
+    slower than float32 ones and eat the gain of the bf16 matrix products (measured: docs/results.md). GPUs'
+    bf16 kernels win everywhere, so there the op stays under autocast.
     """
     if inputs[0].device.type == "cpu" and torch.is_autocast_enabled("cpu"):
         with torch.autocast("cpu", enabled=False):
@@ -61,8 +54,9 @@ def _conv_over_time(conv: nn.Conv1d, x: torch.Tensor) -> torch.Tensor:
     """``conv`` applied along time to a (batch, time, channels) tensor; returns (batch, time, channels).
 
     Runs as a 2-D convolution on a (batch, channels, 1, time) view, which is channels-last in memory
-    without a copy: oneDNN's channels-last kernels run the depthwise convolutions 3-10x faster on CPU,
-    forward and backward, than its Conv1d path on the transposed tensor. Same weights, same values.
+    without a copy: oneDNN's channels-last kernels run the depthwise convolutions several times faster on
+    CPU, forward and backward, than its Conv1d path on the transposed tensor (docs/results.md). Same weights,
+    same values.
     """
     y = _float32_on_cpu(
         F.conv2d,
@@ -85,7 +79,7 @@ class ConvSubsampling(nn.Module):
 
     def __init__(self, config: AI2TextConfig):
         super().__init__()
-        self.num_convs = {2: 1, 4: 2, 8: 3}[config.subsampling_factor]
+        self.num_convs = subsampling_convs(config.subsampling_factor)
         channels = config.subsampling_channels
         # First a full 3x3 conv from the single input channel, then depthwise-separable stride-2
         # convs ("dw_striding", as NeMo's FastConformer): a full channels x channels 3x3 conv at this
@@ -119,7 +113,7 @@ class ConvSubsampling(nn.Module):
         pitch = features[..., self.n_mels :]  # (batch, time, pitch features)
         for index, conv in enumerate(self.convs):
             x = F.silu(_float32_on_cpu(conv, x))
-            lengths = _conv_out_lengths(lengths, 1)
+            lengths = subsampled_length(lengths, 2)
             mask = _lengths_to_mask(lengths, x.shape[2]).to(x.dtype)
             x = x * mask[:, None, :, None]
             if self.pitch_convs:
@@ -184,8 +178,8 @@ class FeedForward(nn.Module):
         self.dropout = nn.Dropout(config.dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # One dropout on the output only: a second one on the wide hidden layer costs ~10 % of a CPU
-        # training step (bernoulli sampling) for no measurable gain at this model size.
+        # One dropout on the output only: a second one on the wide hidden layer costs CPU time (Bernoulli
+        # sampling) for no measurable gain at this model size (docs/results.md).
         return self.dropout(self.down(F.silu(self.up(self.norm(x)))))
 
 
@@ -220,9 +214,9 @@ class ConformerBlock(GradientCheckpointingLayer):
     """Pre-norm macaron block: ½ FF → self-attention → convolution → ½ FF, each a residual branch.
 
     The original Conformer also normalises each block's output. That post-norm stack needs a warmup of
-    thousands of steps and, on the short CPU budgets this toolkit targets, sat on the CTC "all blank"
-    plateau (loss 2.5 after 400 steps on the demo corpus) where this pre-norm block reached 1.35 and
-    36 % CER. The encoder normalises once after the last block instead.
+    thousands of steps and, on the short CPU budgets this toolkit targets, stayed on the CTC "all blank"
+    plateau where this pre-norm block was already learning (docs/results.md). The encoder normalises once
+    after the last block instead.
     """
 
     def __init__(self, config: AI2TextConfig):
@@ -249,7 +243,7 @@ class ConformerBlock(GradientCheckpointingLayer):
 
 
 class TransformerBlock(GradientCheckpointingLayer):
-    """Pre-norm Transformer encoder block (the guide's plain encoder)."""
+    """Pre-norm Transformer encoder block (``block_type: transformer``)."""
 
     def __init__(self, config: AI2TextConfig):
         super().__init__()
@@ -325,7 +319,7 @@ class AI2TextForCTC(AI2TextPreTrainedModel):
 
     def _get_feat_extract_output_lengths(self, input_lengths: torch.Tensor) -> torch.Tensor:
         """Logit frames produced for ``input_lengths`` feature frames."""
-        return _conv_out_lengths(input_lengths, self.subsampling.num_convs)
+        return subsampled_length(input_lengths, self.config.subsampling_factor)
 
     def _spec_augment(self, features: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """Random frequency and time masks (filled with 0, the normalised mean), vectorised."""

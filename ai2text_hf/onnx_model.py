@@ -1,4 +1,4 @@
-"""An exported ``model.onnx`` run by onnxruntime behind the interface of :class:`AI2TextForCTC`.
+"""An exported ``model.onnx`` run by onnxruntime behind the interface of the PyTorch CTC model it came from.
 
 ``ai2text export`` writes a folder with ``model.onnx`` next to the config, tokenizer and feature-extractor
 files. :class:`OnnxCTCModel` takes the calls the Transcriber (and so ``transcribe``, ``evaluate``,
@@ -11,17 +11,25 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import numpy as np
 import torch
+from transformers import AutoConfig, AutoModelForCTC
 from transformers.modeling_outputs import CausalLMOutput
 
 from .configuration_ai2text import AI2TextConfig
-from .modeling_ai2text import AI2TextForCTC, _conv_out_lengths
+from .modeling_ai2text import AI2TextForCTC
 
 if TYPE_CHECKING:
     import onnxruntime
 
 ONNX_NAME = "model.onnx"
-ONNX_INPUTS = ("input_features", "attention_mask")
+# onnxruntime's input types -> the numpy types fed to them (masks are bool for ours, int64 for transformers').
+_ONNX_TYPES = {
+    "tensor(float)": np.float32,
+    "tensor(bool)": np.bool_,
+    "tensor(int32)": np.int32,
+    "tensor(int64)": np.int64,
+}
 
 
 def session_options() -> onnxruntime.SessionOptions:
@@ -30,7 +38,7 @@ def session_options() -> onnxruntime.SessionOptions:
     onnxruntime does not read ``OMP_NUM_THREADS``; it gets torch's thread count so both backends run
     under the same thread budget. Its threads do not spin-wait for work after a run: between runs torch
     computes the next batch's features on the same cores, and spinning threads slowed that (and so the
-    whole transcription at 2 threads, batch 8) by a quarter.
+    whole transcription at 2 threads, batch 8; docs/results.md).
     """
     import onnxruntime
 
@@ -41,7 +49,8 @@ def session_options() -> onnxruntime.SessionOptions:
 
 
 class OnnxCTCModel:
-    """``model.onnx`` on onnxruntime's CPU provider, called like ``AI2TextForCTC`` in evaluation mode."""
+    """``model.onnx`` on onnxruntime's CPU provider, called like the CTC model it was exported from (ours or any
+    transformers ``AutoModelForCTC``) in evaluation mode."""
 
     def __init__(self, model_dir: str | Path):
         try:
@@ -51,25 +60,27 @@ class OnnxCTCModel:
                 f"{model_dir} holds an ONNX export; running it needs onnxruntime: pip install 'ai2text-hf[export]'"
             ) from error
         model_dir = Path(model_dir)
-        self.config = AI2TextConfig.from_pretrained(str(model_dir))
+        self.config = AutoConfig.from_pretrained(str(model_dir))
         self.session = onnxruntime.InferenceSession(
             str(model_dir / ONNX_NAME), session_options(), providers=["CPUExecutionProvider"]
         )
-        self.num_convs = self.config.subsampling_factor.bit_length() - 1  # one stride-2 conv per halving
+        self.input_types = {i.name: _ONNX_TYPES[i.type] for i in self.session.get_inputs()}
+        # The exported class's own length arithmetic, from a weightless instance (no memory, no weights read).
+        with torch.device("meta"):
+            if isinstance(self.config, AI2TextConfig):
+                self._lengths_model = AI2TextForCTC(self.config)
+            else:
+                self._lengths_model = AutoModelForCTC.from_config(self.config)
 
-    def __call__(self, input_features: torch.Tensor, attention_mask: torch.Tensor) -> CausalLMOutput:
-        inputs = {"input_features": input_features, "attention_mask": attention_mask.bool()}
-        (logits,) = self.session.run(["logits"], {k: v.detach().cpu().numpy() for k, v in inputs.items()})
+    def __call__(self, **inputs: torch.Tensor) -> CausalLMOutput:
+        feeds = {
+            name: inputs[name].detach().cpu().numpy().astype(dtype)
+            for name, dtype in self.input_types.items()
+            if name in inputs
+        }
+        (logits,) = self.session.run(["logits"], feeds)
         return CausalLMOutput(logits=torch.from_numpy(logits))
 
     def _get_feat_extract_output_lengths(self, input_lengths: torch.Tensor) -> torch.Tensor:
-        """Logit frames produced for ``input_lengths`` feature frames (as ``AI2TextForCTC``'s method)."""
-        return _conv_out_lengths(input_lengths, self.num_convs)
-
-
-def load_ctc_model(model_dir: str | Path, device: torch.device) -> AI2TextForCTC | OnnxCTCModel:
-    """The folder's ONNX export when it has one (always on the CPU), else its PyTorch weights on ``device``."""
-    model_dir = Path(model_dir)
-    if (model_dir / ONNX_NAME).is_file():
-        return OnnxCTCModel(model_dir)
-    return AI2TextForCTC.from_pretrained(str(model_dir)).to(device).eval()
+        """Logit frames produced for ``input_lengths`` input frames or samples (as the exported model's method)."""
+        return self._lengths_model._get_feat_extract_output_lengths(input_lengths.cpu())

@@ -27,7 +27,7 @@ import soundfile as sf
 import torch
 from transformers.trainer_callback import PrinterCallback
 
-from ai2text_hf.data.audio import featurize_batch
+from ai2text_hf.data.audio import audio_array, featurize_batch
 from ai2text_hf.data.augment import CODECS, FAMILIES, Augmentation
 from ai2text_hf.data.augment.chain import WaveformAugmenter
 from ai2text_hf.data.augment.noise import COLOUR_EXPONENTS, BabblePool, coloured_noise
@@ -35,7 +35,7 @@ from ai2text_hf.data.augment.vtlp import VocalTractWarp
 from ai2text_hf.data.collator import AudioCTCCollator
 from ai2text_hf.data.prepare import load_prepared, prepare_dataset
 from ai2text_hf.data.synth import SynthConfig, default_sentences_path, synthesize_corpus
-from ai2text_hf.training.init import recipe_feature_extractor
+from ai2text_hf.training.initial_model import recipe_feature_extractor
 from ai2text_hf.training.recipe import load_recipe
 from ai2text_hf.training.trainer import build_trainer
 
@@ -114,7 +114,7 @@ def noise_folder(work: Path) -> Path:
 
 def family_costs(dataset: Path, label: str, recipe, work: Path) -> None:
     train = load_prepared(dataset)["train"].with_format("numpy")
-    items = [{"id": str(i), "audio": np.asarray(w, np.float32)} for i, w in zip(train["id"], train["audio"])]
+    items = [{"id": str(i), "audio": audio_array(w)} for i, w in zip(train["id"], train["audio"])]
     seconds = sum(len(item["audio"]) for item in items) / RATE
     extractor = recipe_feature_extractor(recipe)
     groups = batches(items)

@@ -17,10 +17,10 @@ import tempfile
 import time
 from pathlib import Path
 
+from ai2text_hf.data.loading import load_scoring_split
 from ai2text_hf.data.prepare import load_prepared
 from ai2text_hf.decoding import DecodingOptions
 from ai2text_hf.decoding.lm import build_lm
-from ai2text_hf.evaluation.evaluate import load_split
 from ai2text_hf.evaluation.lm_tune import decode_posteriors, split_posteriors
 from ai2text_hf.inference import Transcriber
 from ai2text_hf.metrics import error_rates
@@ -57,7 +57,9 @@ def main() -> None:
     args = parser.parse_args()
 
     transcriber = Transcriber(args.model, device="cpu")
-    dataset = load_split(transcriber, Path(args.dataset), args.split, args.limit, purpose="decode")
+    dataset = load_scoring_split(
+        Path(args.dataset), args.split, transcriber.feature_extractor, limit=args.limit, purpose="decode"
+    ).dataset
     references = list(dataset["text"])
     batches = split_posteriors(transcriber, dataset)
 

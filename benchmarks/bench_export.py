@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from ai2text_hf import AI2TextConfig, AI2TextFeatureExtractor, AI2TextForCTC, AI2TextProcessor, AI2TextTokenizer
-from ai2text_hf.evaluation.evaluate import load_split
+from ai2text_hf.data.loading import load_scoring_split
 from ai2text_hf.export import export_model
 from ai2text_hf.inference import Transcriber
 
@@ -47,7 +47,8 @@ def _random_model(folder: Path) -> Path:
 
 def _features(args: argparse.Namespace, model_dir: Path) -> list[np.ndarray]:
     if args.dataset:
-        rows = load_split(Transcriber(model_dir), Path(args.dataset), args.split, args.count, purpose="export")
+        extractor = AI2TextFeatureExtractor.from_pretrained(model_dir)
+        rows = load_scoring_split(Path(args.dataset), args.split, extractor, limit=args.count, purpose="export").dataset
         return [np.asarray(f, dtype=np.float32) for f in rows[:]["input_features"]]
     extractor = AI2TextFeatureExtractor.from_pretrained(model_dir)
     return [extractor(w, sampling_rate=16000)["input_features"][0] for w in demo_waveforms(args.count)]

@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import functools
 import tempfile
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -61,16 +60,9 @@ def wav2vec2_like(target_millions: float) -> Wav2Vec2ForCTC:
 
 def export_wav2vec2(model: Wav2Vec2ForCTC, path: Path) -> Path:
     """The baseline through the same exporter as ours: raw samples and a mask in, logits out."""
-    values = torch.randn(2, 32000)
-    mask = torch.ones(2, 32000, dtype=torch.long)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # tracer warnings, as for ours
-        torch.onnx.export(
-            model, (values, mask), str(path), dynamo=False, input_names=["input_values", "attention_mask"],
-            output_names=["logits"], opset_version=17,
-            dynamic_axes={"input_values": {0: "batch", 1: "samples"}, "attention_mask": {0: "batch", 1: "samples"}},
-        )  # fmt: skip
-    return path
+    values, mask = padded_samples([np.zeros(32000, np.float32), np.zeros(21920, np.float32)])
+    example = {"input_values": torch.from_numpy(values), "attention_mask": torch.from_numpy(mask)}
+    return export_onnx(model, example, path)
 
 
 def padded_samples(chunk: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
@@ -92,7 +84,9 @@ def measure(
 
     audio_seconds = sum(len(w) for w in waves) / 16000
     ours.config.save_pretrained(exported)
-    export_onnx(ours, exported / ONNX_NAME)
+    example = extractor(waves[:2], sampling_rate=16000, return_tensors="pt")  # padded: the mask path is traced
+    example = {"input_features": example["input_features"], "attention_mask": example["attention_mask"].bool()}
+    export_onnx(ours, example, exported / ONNX_NAME)
     quantized = exported / "int8"
     ours.config.save_pretrained(quantized)
     quantize_onnx(exported / ONNX_NAME, quantized / ONNX_NAME)

@@ -1,6 +1,15 @@
-"""Long audio: a 1-hour recording transcribed in windows, with peak memory, against the alternatives.
+"""Long audio: what transcribing a recording of changing voices costs in accuracy, and a 1-hour recording
+transcribed in windows, with peak memory, against the alternatives.
 
-The recording is the demo test utterances (unseen sentences and voices) joined by 0.3-0.8 s pauses and
+Voice changes: the demo test utterances (unseen sentences and voices, each rendered by another voice setting) are
+joined 21 at a time (~1 minute each) with 0.3-0.8 s pauses at a -80 dBFS noise floor. The baseline is the same
+model transcribing every utterance on its own (greedy); against it, with the ratio of CERs:
+
+* ``Transcriber`` with its default chunking (cut in pauses, parts transcribed alone);
+* ``Transcriber`` with fixed 30 s windows and 4 s context (what it did before cutting in pauses);
+* transformers' ASR pipeline with ``chunk_length_s=20`` (greedy, fixed windows with strides).
+
+Memory: the recording is the demo test utterances (unseen sentences and voices) joined by 0.3-0.8 s pauses and
 repeated to the requested length, written to a real WAV file. Each measurement runs in its own process,
 so its peak RSS is its own:
 
@@ -9,7 +18,7 @@ so its peak RSS is its own:
   windows change nothing on the parts they don't overlap;
 * transformers' ASR pipeline with ``chunk_length_s=30`` on the same file (what a user would otherwise run).
 
-    .venv/bin/python -m benchmarks.bench_long_audio --model runs/demo/model [--minutes 60]
+    .venv/bin/python -m benchmarks.bench_long_audio --model runs/demo/model [--minutes 60] [--recordings 14]
 """
 
 from __future__ import annotations
@@ -53,6 +62,73 @@ def build_recording(corpus: Path, minutes: float, path: Path) -> str:
                 break
     sf.write(path, np.concatenate(pieces), SR, subtype="PCM_16")
     return " ".join(words)
+
+
+def voice_change_recordings(corpus: Path, count: int | None, per_recording: int = 21):
+    """``(recordings, their references, the utterances, their references)``: ``count`` recordings (all the test
+    split makes when None) of ``per_recording`` consecutive test utterances joined by pauses."""
+    from ai2text_hf.data.audio import load_audio
+
+    with (corpus / "metadata.csv").open(encoding="utf-8", newline="") as handle:
+        rows = [row for row in csv.DictReader(handle) if row["split"] == "test"]
+    groups = [rows[i : i + per_recording] for i in range(0, len(rows) - per_recording + 1, per_recording)]
+    groups = groups[:count] if count else groups
+    if not groups:
+        raise SystemExit(f"{corpus}/metadata.csv has fewer than {per_recording} test rows: run `make demo` first")
+    rng = np.random.default_rng(0)
+    recordings, references, utterances = [], [], []
+    for group in groups:
+        clips = [load_audio(corpus / row["file_path"], SR)[0] for row in group]
+        pauses = [(1e-4 * rng.standard_normal(int(rng.uniform(0.3, 0.8) * SR))).astype(np.float32) for _ in clips]
+        recordings.append(np.concatenate([piece for pair in zip(clips, pauses) for piece in pair]))
+        references.append(" ".join(row["transcript"] for row in group))
+        utterances.append(clips)
+    return recordings, references, utterances
+
+
+def voice_changes(model: str, corpus: Path, count: int | None) -> None:
+    """The voice-change table: per-utterance CER against the chunked ways of transcribing whole recordings."""
+    import torch
+    from transformers import pipeline
+
+    import ai2text_hf  # noqa: F401  (registers the model with the Auto classes)
+    from ai2text_hf.inference import Transcriber
+    from ai2text_hf.metrics import error_rates
+
+    torch.set_num_threads(2)
+    recordings, references, utterances = voice_change_recordings(corpus, count)
+    transcriber = Transcriber(model, device="cpu")
+    runs = {}
+    start = time.perf_counter()
+    runs["each utterance alone (baseline)"] = [
+        " ".join(d.text for d in transcriber.transcribe_arrays(clips, False)) for clips in utterances
+    ]
+    seconds = {"each utterance alone (baseline)": time.perf_counter() - start}
+    asr = pipeline("automatic-speech-recognition", model=model, device="cpu")
+    ways = {
+        "Transcriber, default chunking (cut in pauses)": lambda w: transcriber.transcribe_arrays([w], False)[0].text,
+        "Transcriber, fixed 30 s windows, 4 s context": lambda w: transcriber.transcribe_arrays(
+            [w], False, split_long=False
+        )[0].text,
+        "pipeline, chunk_length_s=20": lambda w: asr(w.copy(), chunk_length_s=20)["text"],
+    }
+    for name, transcribe in ways.items():
+        start = time.perf_counter()
+        runs[name] = [transcribe(recording) for recording in recordings]
+        seconds[name] = time.perf_counter() - start
+    base = error_rates(references, runs["each utterance alone (baseline)"])["cer"]
+    audio_seconds = sum(len(r) for r in recordings) / SR
+    rows = []
+    for name, texts in runs.items():
+        cer = error_rates(references, texts)["cer"]
+        rows.append((name, f"{100 * cer:.2f}", f"{cer / base:.2f}x", f"{seconds[name] / audio_seconds:.4f}"))
+    minutes = audio_seconds / 60
+    print_table(
+        f"Long audio with voice changes: {len(recordings)} recordings of 21 test utterances ({minutes:.1f} min), "
+        "greedy, 2 threads",
+        rows,
+        ("run", "CER %", "CER vs baseline", "RTF"),
+    )
 
 
 def child(mode: str, model: str, wav: str, seconds: float | None) -> dict:
@@ -103,6 +179,10 @@ def main() -> None:
     parser.add_argument("--corpus", default=str(REPO / "data" / "demo"), help="synthetic corpus (metadata.csv)")
     parser.add_argument("--minutes", type=float, default=60.0, help="length of the recording")
     parser.add_argument("--unchunked-minutes", type=float, default=10.0, help="prefix decoded in one pass")
+    parser.add_argument(
+        "--recordings", type=int, help="voice-change recordings of 21 test utterances (default: all there are)"
+    )
+    parser.add_argument("--skip-memory", action="store_true", help="only the voice-change table")
     parser.add_argument("--child", choices=("windowed", "unchunked", "pipeline"), help=argparse.SUPPRESS)
     parser.add_argument("--wav", help=argparse.SUPPRESS)
     parser.add_argument("--seconds", type=float, help=argparse.SUPPRESS)
@@ -111,6 +191,9 @@ def main() -> None:
         print(json.dumps(child(args.child, args.model, args.wav, args.seconds), ensure_ascii=False))
         return
 
+    voice_changes(args.model, Path(args.corpus), args.recordings)
+    if args.skip_memory:
+        return
     from ai2text_hf.metrics import error_rates
 
     with tempfile.TemporaryDirectory() as tmp:

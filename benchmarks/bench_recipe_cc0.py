@@ -22,7 +22,7 @@ from ai2text_hf.data.features import feature_mismatches
 from ai2text_hf.data.prepare import prepare_dataset, read_manifest
 from ai2text_hf.data.synth import SynthConfig, read_sentences, synthesize_corpus
 from ai2text_hf.evaluation import evaluate_split
-from ai2text_hf.training.init import recipe_feature_extractor
+from ai2text_hf.training.initial_model import recipe_feature_extractor
 from ai2text_hf.training.recipe import load_recipe
 from ai2text_hf.training.trainer import train
 

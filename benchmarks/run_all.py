@@ -39,6 +39,9 @@ def benchmarks(model: str, dataset: str) -> dict[str, list[str]]:
         "train": ["--dataset", dataset],
         "reliability_data": [],
         "reliability_server": ["--model", model],
+        "align": ["--model", model],
+        "segment": ["--model", model],
+        "clean": ["--model", model],
     }
 
 

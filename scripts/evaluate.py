@@ -1,4 +1,4 @@
-"""Evaluate or transcribe with the training guide's flags, on top of `ai2text evaluate` / `ai2text transcribe`.
+"""Evaluate or transcribe with the old system's flags, on top of `ai2text evaluate` / `ai2text transcribe`.
 
     python scripts/evaluate.py --model_path runs/demo/model --test_data data/processed/demo --split test
     python scripts/evaluate.py --model_path runs/demo/model --audio_file a.wav --use_beam_search --beam_width 10
@@ -15,7 +15,7 @@ from ai2text_hf.cli import main
 
 
 def translate(argv: list[str]) -> list[str]:
-    """The ``ai2text`` command line for the guide's flags."""
+    """The ``ai2text`` command line for the old system's flags."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model_path", "--model", required=True, help="Model folder, e.g. runs/demo/model.")
     parser.add_argument("--test_data", "--dataset", help="Prepared dataset folder to evaluate on.")

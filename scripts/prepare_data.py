@@ -1,4 +1,4 @@
-"""The training guide's data-preparation command, running `ai2text prepare`.
+"""The old system's data-preparation command, running `ai2text prepare`.
 
     python scripts/prepare_data.py --csv_path data/metadata.csv --output_dir data/processed --validate
 
@@ -14,7 +14,7 @@ from ai2text_hf.cli import main
 
 
 def guide_arguments(argv: list[str]) -> list[str]:
-    """The guide's flags translated to `ai2text prepare` arguments; unknown ones are passed on unchanged."""
+    """The old system's flags translated to `ai2text prepare` arguments; unknown ones are passed on unchanged."""
     parser = argparse.ArgumentParser(
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,

@@ -191,3 +191,18 @@ def small_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
     metadata = synthesize_corpus(default_sentences_path(), root / "corpus", config, progress=False)
     prepare_dataset(metadata, root / "dataset", progress=False)
     return root / "dataset"
+
+
+@pytest.fixture(scope="session")
+def model_with_lm(trained_model: TrainedModel, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A copy of the fixture model as ``<tmp>/run/model`` (beside its recipe) with a 3-gram LM of its train
+    sentences stored in it (``language_model/``, as ``ai2text lm build --model`` does). Tests copy it to change it."""
+    from ai2text_hf.decoding.lm import build_lm, store_in_model
+
+    root = tmp_path_factory.mktemp("model-with-lm")
+    model = root / "run" / "model"
+    shutil.copytree(trained_model.model_dir, model, ignore=shutil.ignore_patterns("evaluations.json"))
+    shutil.copy(trained_model.run_dir / "recipe.yaml", root / "run" / "recipe.yaml")
+    build_lm([trained_model.metadata], root / "lm", order=3, splits=["train"])
+    store_in_model(root / "lm", model)
+    return model

@@ -24,9 +24,9 @@ from ai2text_hf.data.augment.vtlp import VocalTractWarp
 from ai2text_hf.data.augment.waveform import speed_perturb, time_stretch, trim_silence
 from ai2text_hf.data.collator import AudioCTCCollator
 from ai2text_hf.feature_extraction_ai2text import AI2TextFeatureExtractor
-from ai2text_hf.training.datasets import CollatorEpoch
 from ai2text_hf.training.preflight import PreflightError, check_codecs
 from ai2text_hf.training.recipe import RecipeError, load_recipe
+from ai2text_hf.training.training_data import CollatorEpoch
 
 RATE = 16000
 

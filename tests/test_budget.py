@@ -8,13 +8,13 @@ import pytest
 import torch
 from conftest import TINY_RECIPE
 from test_checkpoints import SMALL, _history
-from transformers import TrainerControl, TrainerState, TrainingArguments, get_scheduler
+from transformers import ProgressCallback, TrainerControl, TrainerState, TrainingArguments, get_scheduler
 
 from ai2text_hf.training import budget
-from ai2text_hf.training.budget import WallClockLimit, budget_position
+from ai2text_hf.training.budget import BudgetProgress, WallClockLimit, budget_position
 from ai2text_hf.training.recipe import load_recipe
 from ai2text_hf.training.schedules import create_custom_scheduler
-from ai2text_hf.training.trainer import train
+from ai2text_hf.training.trainer import build_trainer, train
 
 PEAK = 1e-3
 
@@ -109,6 +109,32 @@ def test_onecycle_is_fitted_to_the_budget_too(clock):
     lrs, control = run_steps(WallClockLimit(1), scheduler, clock, 7.0, steps=100, max_steps=100)
     assert control.should_training_stop
     assert lrs[-1] < 0.05 * PEAK
+
+
+@pytest.mark.parametrize(("max_steps", "expected"), [(1000, 30), (20, 20)])
+def test_the_progress_bar_counts_the_steps_the_budget_lets_the_run_reach(clock, max_steps: int, expected: int):
+    """2 s a step against a 1-minute budget: 30 steps, unless the run plans fewer."""
+    limit = WallClockLimit(1)
+    progress = BudgetProgress(limit)
+    args = TrainingArguments(output_dir="unused", report_to=[])
+    state, control = TrainerState(max_steps=max_steps), TrainerControl()
+    limit.on_train_begin(args, state, control)
+    progress.on_train_begin(args, state, control)
+    assert progress.training_bar.total == max_steps  # the pace is not known before the first step
+    for step in range(1, 11):
+        clock.now += 2.0
+        state.global_step = step
+        limit.on_step_end(args, state, control)
+        progress.on_step_end(args, state, control)
+    assert progress.training_bar.total == expected and progress.training_bar.n == 10
+    progress.on_train_end(args, state, control)
+
+
+def test_a_budgeted_run_shows_the_budgets_progress_bar(small_dataset: Path, tmp_path: Path) -> None:
+    overrides = {**SMALL, "max_train_minutes": 5, "disable_tqdm": False}
+    trainer, _ = build_trainer(load_recipe(TINY_RECIPE, overrides), small_dataset, tmp_path / "run")
+    bars = [type(c) for c in trainer.callback_handler.callbacks if isinstance(c, ProgressCallback)]
+    assert bars == [BudgetProgress]
 
 
 def test_a_budgeted_run_stops_early_and_ends_at_a_low_learning_rate(small_dataset: Path, tmp_path: Path) -> None:

@@ -154,3 +154,48 @@ def test_evaluate_limit_and_unknown_split(capsys, trained_model: TrainedModel, t
 def test_unknown_option_is_refused(capsys) -> None:
     code, _, err = _run(capsys, "transcribe", "--model", "m", "a.wav", "--bogus")
     assert code == 2 and "--bogus" in err
+
+
+def _leaf_parsers(parser: argparse.ArgumentParser, name: str = "ai2text") -> dict[str, argparse.ArgumentParser]:
+    actions = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    if not actions:
+        return {name: parser}
+    return {k: v for sub, p in actions[0].choices.items() for k, v in _leaf_parsers(p, f"{name} {sub}").items()}
+
+
+def test_every_subcommand_sets_its_own_handler() -> None:
+    leaves = _leaf_parsers(build_parser())
+    assert {"ai2text lm build", "ai2text lm tune", "ai2text prepare", "ai2text train"} <= set(leaves)
+    handlers = {name: parser.get_default("handler") for name, parser in leaves.items()}
+    assert all(callable(handler) for handler in handlers.values()), handlers
+    assert len(set(handlers.values())) == len(handlers)  # one handler per command, no shared dispatcher
+
+
+def test_only_train_and_tune_take_recipe_keys(capsys: pytest.CaptureFixture) -> None:
+    takes = {name for name, p in _leaf_parsers(build_parser()).items() if p.get_default("takes_recipe_overrides")}
+    assert takes == {"ai2text train", "ai2text tune"}
+    code, _, err = _run(capsys, "stats", "data/x", "--learning_rate", "1")
+    assert code == 2 and "--learning_rate" in err
+
+
+def test_prepare_arguments_are_generated_from_prepare_options() -> None:
+    from ai2text_hf.cli.options import dataclass_from_args
+    from ai2text_hf.data.options import PrepareOptions
+
+    parser = build_parser()
+    options = dataclass_from_args(PrepareOptions, parser.parse_args(["prepare", "--csv", "a.csv", "--output", "v"]))
+    assert options == PrepareOptions(csv_path=["a.csv"], output_dir="v")  # every other field at its one default
+    argv = ["prepare", "--csv", "a.csv", "--csv", "b.csv", "--max-clipped", "0.2", "--pitch-norm-window", "0",
+            "--auto-split", "0.8,0.1,0.1", "--validation-from-train", "0"]  # fmt: skip
+    options = dataclass_from_args(PrepareOptions, parser.parse_args(argv))
+    assert options.csv_path == ["a.csv", "b.csv"] and options.max_clipped_share == 0.2
+    assert options.pitch_norm_window == 0 and options.auto_split_ratios == "0.8,0.1,0.1"
+    assert options.validation_from_train == 0 and options.checks().max_clipped_share == 0.2
+
+
+def test_compatibility_flags_live_in_one_group() -> None:
+    leaves = _leaf_parsers(build_parser())
+    for name, flags in {"ai2text train": {"--config", "--multi_gpu"}, "ai2text export": {"--onnx"}}.items():
+        [group] = [g for g in leaves[name]._action_groups if g.title.startswith("compatibility")]
+        assert flags <= {s for a in group._group_actions for s in a.option_strings}
+    assert build_parser().parse_args(["train", "--config", "r.yaml"]).recipe == "r.yaml"

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 
 import numpy as np
 import pytest
@@ -22,6 +23,7 @@ from ai2text_hf.decoding.hotwords import Hotwords
 from ai2text_hf.decoding.lm import build_lm
 from ai2text_hf.decoding.pipeline import asr_pipeline
 from ai2text_hf.inference import Transcriber
+from ai2text_hf.language_model_ai2text import vocabulary_fingerprint
 from ai2text_hf.metrics import error_rates
 from ai2text_hf.tokenization_ai2text import AI2TextTokenizer
 
@@ -90,6 +92,24 @@ def test_lm_fixes_a_tone_greedy_gets_wrong(tokenizer, tmp_path) -> None:
     text.write_text("việt nam đẹp lắm\ntôi yêu việt nam\nnước việt nam\nhôm nay trời đẹp\n", encoding="utf-8")
     build_lm([text], tmp_path / "lm", order=3)
     assert _decode(tokenizer, log_probs, DecodingOptions.create(lm=str(tmp_path / "lm"))) == "việt nam"
+
+
+def test_lm_built_for_another_vocabulary_is_refused_naming_both(tokenizer, tmp_path) -> None:
+    vocab = tokenizer.get_vocab()
+    tokens = [t for t in sorted(vocab, key=vocab.__getitem__) if t != "x"] + ["ʼ"]
+    other = AI2TextTokenizer(vocab={t: i for i, t in enumerate(tokens)})
+    text = tmp_path / "text.txt"
+    text.write_text("việt nam đẹp lắm\n", encoding="utf-8")
+    built_for = {"model": "runs/other/model", **vocabulary_fingerprint(other)}
+    build_lm([text], tmp_path / "lm", order=2, built_for=built_for)
+    with pytest.raises(ValueError) as refusal:
+        build_decoder(tokenizer, DecodingOptions.create(lm=str(tmp_path / "lm")))
+    message = str(refusal.value)
+    assert "runs/other/model" in message and built_for["sha256"][:12] in message
+    assert vocabulary_fingerprint(tokenizer)["sha256"][:12] in message
+    assert "only in the LM's vocabulary: ʼ; only in the model's: x" in message
+    build_lm([text], tmp_path / "own", order=2, built_for=vocabulary_fingerprint(tokenizer))
+    assert _decode(tokenizer, _posteriors(tokenizer, _spell("nam")), DecodingOptions.create(lm=str(tmp_path / "own")))
 
 
 def test_hotword_turns_a_misspelt_name_right(tokenizer, tmp_path) -> None:
@@ -208,25 +228,52 @@ def test_pipeline_subclass_decodes_like_the_transcriber(trained_model: TrainedMo
         assert all(0.0 <= c["confidence"] <= 1.0 for c in result["chunks"])
 
 
-def test_lm_tune_stores_the_best_grid_point_which_decoding_then_uses(
-    trained_model: TrainedModel, tmp_path, capsys
+def test_lm_tune_stores_the_lm_with_the_best_grid_point_in_the_model_which_decoding_then_uses(
+    model_with_lm, trained_model: TrainedModel, tmp_path, capsys
 ) -> None:
     from ai2text_hf.cli import main
 
+    model = tmp_path / "model"
+    shutil.copytree(model_with_lm, model, ignore=shutil.ignore_patterns("language_model"))
     lm = tmp_path / "lm"
     build_lm([trained_model.metadata], lm, order=3, splits=["train"])
-    args = ["lm", "tune", "--model", str(trained_model.model_dir), "--dataset", str(trained_model.dataset_dir)]
+    args = ["lm", "tune", "--model", str(model), "--dataset", str(trained_model.dataset_dir)]
     args += ["--lm", str(lm), "--beam-width", "10", "--lm-weights", "0.1", "0.8", "--word-scores", "0", "3"]
     assert main(args) == 0
     out = capsys.readouterr().out
     assert "Best: lm weight" in out and "Note: the best lm weight is at an end of the grid" in out
-    tuned = json.loads((lm / "decoding.json").read_text(encoding="utf-8"))
-    assert len(tuned["grid"]) == 4 and tuned["tuned_on"]["split"] == "val"
+    stored = model / "language_model"
+    tuned = json.loads((stored / "decoding.json").read_text(encoding="utf-8"))
+    assert len(tuned["grid"]) == 4 and tuned["tuned_on"]["split"] in ("val", "validation")
     assert tuned["on_edge"] == ["lm_weight", "word_score"]  # two values per axis: the best is always an end
     best = min(tuned["grid"], key=lambda point: (point["cer"], point["wer"]))
     assert (tuned["lm_weight"], tuned["word_score"]) == (best["lm_weight"], best["word_score"])
-    options = DecodingOptions.create(lm=str(lm))
-    assert (options.lm_weight, options.word_score) == (best["lm_weight"], best["word_score"])
-    assert DecodingOptions.create(lm=str(lm), lm_weight=2.0).lm_weight == 2.0  # explicit values win
+    assert (stored / "lm.arpa").read_bytes() == (lm / "lm.arpa").read_bytes() and not (lm / "decoding.json").exists()
+    assert json.loads((stored / "lm.json").read_text(encoding="utf-8"))["tokenizer"]["model"] == str(model)
+    options = Transcriber(model).decoding  # the model's own LM, at its tuned weights, by default
+    assert (options.lm, options.lm_weight, options.word_score) == (str(stored), best["lm_weight"], best["word_score"])
+    assert DecodingOptions.for_model(model, lm_weight=2.0).lm_weight == 2.0  # explicit values win
     assert main(args + ["--split", "test"]) == 2
     assert "not on test" in capsys.readouterr().err
+    build_lm([trained_model.metadata], tmp_path / "other", order=2, splits=["train"])
+    assert main([*args[:6], "--lm", str(tmp_path / "other")]) == 2  # another LM would replace the model's own
+    assert "already has a language model" in capsys.readouterr().err
+
+
+def test_the_models_own_lm_decodes_by_default_and_no_lm_greedily(
+    model_with_lm, trained_model: TrainedModel, test_split
+) -> None:
+    features, _ = test_split
+    own = Transcriber(model_with_lm)
+    assert own.decoding.lm == str(model_with_lm / "language_model") and own.decoding.beam_width == 10
+    wav = str(trained_model.corpus_dir / trained_model.rows("test")[0]["file_path"])
+    asr = asr_pipeline(model_with_lm)
+    assert asr.decoding == own.decoding
+    assert asr(sf.read(wav, dtype="float32")[0])["text"] == own.transcribe_batch([wav])[0]["text"]
+    explicit = Transcriber(model_with_lm, decoding=DecodingOptions.create(lm=str(model_with_lm / "language_model")))
+    assert [u.text for u in own.decode_features(features)] == [u.text for u in explicit.decode_features(features)]
+    greedy = Transcriber(model_with_lm, decoding=DecodingOptions.for_model(model_with_lm, use_lm=False))
+    assert greedy.decoding.method == "greedy"
+    assert DecodingOptions.for_model(model_with_lm, use_lm=False, beam_width=4).to_dict().get("lm") is None
+    with pytest.raises(ValueError, match="both asked for"):
+        DecodingOptions.for_model(model_with_lm, use_lm=False, lm="lm/")

@@ -92,7 +92,9 @@ def test_two_processes_train_like_one_with_doubled_accumulation(small_dataset: P
     one = tmp_path / "one"
     two = tmp_path / "two"
     _train(small_dataset, one, processes=1, accumulation=2)
-    _train(small_dataset, two, processes=2, accumulation=1)
+    result = _train(small_dataset, two, processes=2, accumulation=1)
+    assert result.stdout.count("Model: ") == 1, "only the main process reports"
+    assert len(list((two / "logs").glob("events.out.tfevents.*"))) == 1, "only the main process writes TensorBoard"
     assert "x 2 processes x 1 accumulation" in (two / "logs" / "training.log").read_text(encoding="utf-8")
     expected, got = _losses(one), _losses(two)
     assert len(expected) == len(got) >= 10

@@ -8,10 +8,11 @@ Fenced blocks carry a mark after the language (```` ```bash runnable ````):
 - ``gpu`` / ``hub``: need a GPU or the Hugging Face Hub, so only checked: every ``ai2text`` command line
   parses with :func:`build_parser` and its recipe overrides are real keys; Python compiles;
 - ``manual``: long-running or interactive (a TensorBoard server, ``wandb login``); checked like ``gpu``;
-- ``yaml recipe``: loaded with :func:`load_recipe`, so a renamed key fails; the guide's
-  ``yaml recipe reference`` block must list every recipe key with its default, and a
+- ``yaml recipe``: loaded with :func:`load_recipe`, so a renamed key fails; the ``yaml recipe reference``
+  block of docs/training.md must list every recipe key with its default, and a
   ``yaml recipe from=recipes/X.yaml`` excerpt must match that file;
-- ``text message``: a message the tool prints, quoted in Troubleshooting; the code must print exactly that.
+- ``text message``: a message the tool prints, quoted in docs/troubleshooting.md; the code must print exactly
+  that.
 
 Fast tests check every command, block and key; ``test_docs_run_as_written`` (slow) executes them.
 """
@@ -45,9 +46,27 @@ from ai2text_hf.training import arguments
 from ai2text_hf.training.guards import OOM_ADVICE, BlankPredictionGuard, NonFiniteLossReport, OverfittingGuard
 from ai2text_hf.training.recipe import Recipe, RecipeError, load_recipe, parse_overrides
 
-GUIDE = REPO / "docs" / "training-guide.md"
-# Executed in this order, in one scratch folder: the README's example uses the guide's corpus.
-DOCS = [GUIDE, REPO / "docs" / "recipes.md", REPO / "README.md"]
+DOC_DIR = REPO / "docs"
+TRAINING = DOC_DIR / "training.md"  # the recipe reference block and the recipe excerpts
+TROUBLESHOOTING = DOC_DIR / "troubleshooting.md"  # the ``text message`` blocks
+MIGRATION = DOC_DIR / "migration.md"
+# Executed in this order, in one scratch folder: each page uses what the pages before it made (the corpus of
+# data.md, the runs of training.md, the speech.wav of using-models.md); the README's examples come last.
+DOCS = [
+    DOC_DIR / "data.md",
+    DOC_DIR / "recipes.md",
+    TRAINING,
+    DOC_DIR / "evaluation.md",
+    DOC_DIR / "using-models.md",
+    DOC_DIR / "language-model.md",
+    DOC_DIR / "distributed.md",
+    DOC_DIR / "pretrained-models.md",
+    DOC_DIR / "corpus-tools.md",
+    TROUBLESHOOTING,
+    MIGRATION,
+    DOC_DIR / "results.md",
+    REPO / "README.md",
+]
 MARKS = {"runnable", "gpu", "hub", "manual"}
 SHELLS = {"bash", "sh", "shell"}
 # Subcommands that take recipe keys as --key value.
@@ -64,7 +83,7 @@ def _free_port() -> int:
 
 
 # What the slow test runs instead of what the docs say: sizes, epochs, pitch and the server's port only, so the
-# whole guide runs in minutes on 2 CPU cores. Every entry must be used (test_every_substitution_is_used).
+# whole documentation runs in minutes on 2 CPU cores. Every entry must be used (test_every_substitution_is_used).
 _PORT = _free_port()
 SUBSTITUTIONS = {
     # 40 sentences, one voice each, instead of the demo corpus's 8 902 utterances
@@ -83,6 +102,10 @@ SUBSTITUTIONS = {
     # a trained model (the session's `trained_model` fixture, copied) where the docs use the demo model
     "runs/demo/model": "runs/trained/model",
     "runs/demo/eval": "runs/trained/eval",
+    # the README's VIVOS corpus: a small one in VIVOS's layout (the workdir fixture), at an absolute path as a
+    # user's would be; and no pitch, like the stand-in demo model it fine-tunes
+    "ai2text import vivos /corpora/vivos": 'ai2text import vivos "$PWD/corpora/vivos"',
+    "--output data/processed/vivos --pitch": "--output data/processed/vivos",
     # a free port: the machine may already serve something on 8000
     "--port 8000": f"--port {_PORT}",
     "127.0.0.1:8000": f"127.0.0.1:{_PORT}",
@@ -265,7 +288,7 @@ def test_every_recipe_block_loads(tmp_path: Path) -> None:
 
 def test_recipe_excerpts_match_their_files() -> None:
     """A ``yaml recipe from=recipes/X.yaml`` block quotes keys of that file with the file's values."""
-    excerpts = [b for b in read_blocks(GUIDE) if b.language == "yaml" and any(m.startswith("from=") for m in b.marks)]
+    excerpts = [b for b in all_blocks() if b.language == "yaml" and any(m.startswith("from=") for m in b.marks)]
     assert excerpts
     for block in excerpts:
         (source,) = [m.removeprefix("from=") for m in block.marks if m.startswith("from=")]
@@ -275,8 +298,9 @@ def test_recipe_excerpts_match_their_files() -> None:
 
 
 def test_recipe_reference_lists_every_key_with_its_default(tmp_path: Path) -> None:
-    """A new, renamed or re-defaulted Recipe key must be explained in the guide's Configuration section."""
-    (block,) = [b for b in read_blocks(GUIDE) if "reference" in b.marks]
+    """A new, renamed or re-defaulted Recipe key must be explained in the training page's key reference."""
+    (block,) = [b for b in all_blocks() if "reference" in b.marks]
+    assert block.doc == TRAINING
     listed = yaml.safe_load(block.text)
     defaults = Recipe().to_dict()
     assert list(listed) == list(defaults), "top-level keys differ (order too: the reference follows recipe.py)"
@@ -294,11 +318,11 @@ def test_every_recipe_file_is_in_the_recipes_doc() -> None:
     assert not missing, f"recipes not described in docs/recipes.md: {missing}"
 
 
-def test_every_subcommand_is_in_the_guide() -> None:
-    text = GUIDE.read_text(encoding="utf-8")
+def test_every_subcommand_is_in_the_docs() -> None:
+    text = "".join(doc.read_text(encoding="utf-8") for doc in DOCS)
     action = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
     missing = [name for name in action.choices if f"ai2text {name}" not in text]
-    assert not missing, f"subcommands the guide never shows: {missing}"
+    assert not missing, f"subcommands the docs never show: {missing}"
 
 
 def test_migration_table_covers_the_old_guide() -> None:
@@ -307,8 +331,8 @@ def test_migration_table_covers_the_old_guide() -> None:
     if not seed.is_file():
         pytest.skip(f"{seed} is not present (shared data only exists beside the project checkout)")
     old = seed.read_text(encoding="utf-8")
-    guide = GUIDE.read_text(encoding="utf-8")
-    table = guide[guide.index("## Migration table") :]
+    page = MIGRATION.read_text(encoding="utf-8")
+    table = page[page.index("## Migration table") :]
     named = set(re.findall(r"(?<![\w-])--[a-z][a-z_]*", old)) | set(re.findall(r"[\w/]+\.(?:py|pt|db|yaml|log)\b", old))
     assert not sorted(name for name in named if name not in table)
 
@@ -338,8 +362,8 @@ def test_every_substitution_is_used() -> None:
 
 
 def _printed_messages(capsys, caplog, monkeypatch) -> list[str]:
-    """What the tool prints for the Troubleshooting examples, made by the code itself with the guide's values."""
-    monkeypatch.setattr(arguments, "_available_device", lambda: "cpu")  # the guide's example machine
+    """What the tool prints for the Troubleshooting examples, made by the code itself with the values the docs quote."""
+    monkeypatch.setattr(arguments, "_available_device", lambda: "cpu")  # the docs' example machine
     hardware = arguments.resolve_hardware(load_recipe(None, {"use_amp": True}), environ={})
     with pytest.raises(RecipeError) as no_gpu:
         arguments.resolve_hardware(load_recipe(None, {"device": "cuda"}), environ={})
@@ -365,7 +389,8 @@ def _printed_messages(capsys, caplog, monkeypatch) -> list[str]:
 
 def test_troubleshooting_quotes_the_messages_the_tool_prints(capsys, caplog, monkeypatch) -> None:
     """Each ``text message`` block is exactly what the code prints for its example values, and vice versa."""
-    quoted = [b.text.strip() for b in read_blocks(GUIDE) if b.language == "text" and "message" in b.marks]
+    quoted = [b.text.strip() for b in all_blocks() if b.language == "text" and "message" in b.marks]
+    assert {b.doc for b in all_blocks() if "message" in b.marks} == {TROUBLESHOOTING}
     printed = _printed_messages(capsys, caplog, monkeypatch)
     assert len(printed) == 8
     assert sorted(quoted) == sorted(printed)
@@ -383,7 +408,7 @@ def test_command_checks_catch_renamed_options() -> None:
     assert check_option_names(["train", "--early_stopping.patients"])
     text = "ai2text stats d && \\\n ai2text lm build --text a b > out.txt\n"
     expected = [["stats", "d"], ["lm", "build", "--text", "a", "b"]]
-    assert command_lines(Block(GUIDE, 1, "bash", frozenset(), text)) == expected
+    assert command_lines(Block(TRAINING, 1, "bash", frozenset(), text)) == expected
 
 
 # ---------------------------------------------------------------------------------------------- running
@@ -395,12 +420,29 @@ def substitute(text: str) -> str:
     return text
 
 
+def _vivos_layout(trained_model: TrainedModel, target: Path, per_split: int = 40) -> None:
+    """A corpus laid out like VIVOS (``{train,test}/prompts.txt``, ``waves/<speaker>/<id>.wav``, upper-case
+    prompts, no validation split) from the fixture corpus, for the README's own-recordings commands."""
+    speakers: dict[str, str] = {}
+    for split in ("train", "test"):
+        lines = []
+        for row in trained_model.rows(split)[:per_split]:
+            speaker = speakers.setdefault(row["speaker_id"], f"VIVOSSPK{len(speakers) + 1:02d}")
+            utterance = f"{speaker}_R{len(lines) + 1:03d}"
+            wav = target / split / "waves" / speaker / f"{utterance}.wav"
+            wav.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(trained_model.corpus_dir / row["file_path"], wav)
+            lines.append(f"{utterance} {row['transcript'].upper()}\n")
+        (target / split / "prompts.txt").write_text("".join(lines), encoding="utf-8")
+
+
 @pytest.fixture(scope="module")
 def workdir(tmp_path_factory: pytest.TempPathFactory, trained_model: TrainedModel) -> Path:
     root = tmp_path_factory.mktemp("docs")
     for name in CLONE_FOLDERS:
         (root / name).symlink_to(REPO / name)
     shutil.copytree(trained_model.model_dir, root / "runs" / "trained" / "model")
+    _vivos_layout(trained_model, root / "corpora" / "vivos")
     return root
 
 

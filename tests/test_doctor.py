@@ -28,7 +28,10 @@ def swapped(trained_model: TrainedModel, tmp_path_factory: pytest.TempPathFactor
         writer = csv.DictWriter(handle, fieldnames=list(victim))
         writer.writeheader()
         writer.writerows(rows)
-    result = prepare_dataset(root / "meta.csv", root / "v1", audio_root=trained_model.corpus_dir, progress=False)
+    # Every row stays in train (no validation split carved from it): the ranking is over these 30 alone.
+    result = prepare_dataset(
+        root / "meta.csv", root / "v1", audio_root=trained_model.corpus_dir, validation_from_train=0, progress=False
+    )
     assert result.counts["train"] == ROWS, result.skipped_by_reason
     return root / "v1", Path(victim["file_path"]).stem
 
@@ -56,4 +59,4 @@ def test_cli_prints_the_worst_and_writes_all_scores(
     with open(tmp_path / "scores.csv", encoding="utf-8") as handle:
         scores = list(csv.DictReader(handle))
     assert len(scores) == ROWS and scores[0]["rank"] == "1" and scores[0]["id"] == victim
-    assert main([*argv, "--split", "dev"]) == 2 and "no split(s) ['dev']" in capsys.readouterr().err
+    assert main([*argv, "--split", "nosuch"]) == 2 and "No split 'nosuch'" in capsys.readouterr().err

@@ -26,8 +26,7 @@ RESULT_KEYS = {
 
 @pytest.fixture(scope="module")
 def evaluated(trained_model: TrainedModel, tmp_path_factory) -> tuple[Path, dict, Path]:
-    """A greedy evaluation of the fixture's test split, with HTML, from a copy of the model folder (evaluation
-    appends to the model's evaluations.json)."""
+    """A greedy evaluation of the fixture's test split, with HTML, from a copy of the model folder."""
     root = tmp_path_factory.mktemp("evaluated")
     model = root / "run" / "model"
     shutil.copytree(trained_model.model_dir, model)
@@ -75,14 +74,15 @@ def test_predictions_keep_their_columns(evaluated) -> None:
     assert len(rows) == metrics["num_samples"]
 
 
-def test_each_evaluation_is_appended_to_the_models_history(evaluated, trained_model: TrainedModel, tmp_path) -> None:
-    model, metrics, _ = evaluated
+def test_evaluations_stay_in_the_run_folder_one_folder_per_decoding(evaluated, trained_model: TrainedModel) -> None:
+    model, _, output_dir = evaluated
+    before = sorted(p.name for p in model.iterdir())
     options = ["--model", str(model), "--dataset", str(trained_model.dataset_dir), "--limit", "3"]
-    assert main(["evaluate", *options, "--beam-width", "4", "--output", str(tmp_path / "beam")]) == 0
-    history = json.loads((model / "evaluations.json").read_text(encoding="utf-8"))
-    assert history[0]["wer"] == metrics["wer"] and history[0]["decoding"] == {"method": "greedy"}
-    assert history[-1]["num_samples"] == 3 and history[-1]["decoding"]["beam_width"] == 4
-    assert Path(history[-1]["results"]) == tmp_path / "beam" / "eval_results.json"
+    assert main(["evaluate", *options, "--beam-width", "4"]) == 0
+    beam = json.loads((model.parent / "eval" / "test-beam4" / "eval_results.json").read_text(encoding="utf-8"))
+    assert beam["num_samples"] == 3 and beam["decoding"]["beam_width"] == 4
+    assert json.loads((output_dir / "eval_results.json").read_text(encoding="utf-8"))["decoding"]["method"] == "greedy"
+    assert sorted(p.name for p in model.iterdir()) == before  # nothing written into the model folder
 
 
 def test_terminal_report_follows_the_guide(evaluated) -> None:

@@ -114,3 +114,14 @@ def test_export_cli_prints_parity_and_refuses_to_overwrite_a_model_folder(traine
     assert "not an export" in capsys.readouterr().err
     assert main(["export", "--model", str(output), "--output", str(tmp_path / "again")]) == 2
     assert "already an ONNX export" in capsys.readouterr().err
+
+
+def test_export_refuses_a_dataset_with_other_features_like_evaluate(trained_model, tmp_path) -> None:
+    """Parity data goes through the one scoring loader: stored features of other settings are refused."""
+    dataset = tmp_path / "dataset"
+    shutil.copytree(trained_model.dataset_dir, dataset)
+    manifest = json.loads((dataset / "manifest.json").read_text())
+    manifest["feature_extractor"]["hop_length"] += 1
+    (dataset / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ValueError, match=r"computed with other settings than the model uses \(hop_length"):
+        export_model(trained_model.model_dir, tmp_path / "onnx", dataset=dataset, split="test", limit=2)

@@ -135,7 +135,7 @@ class LocalHubWriteStandIn(HfApi):
                 ignore_patterns=ignore_patterns,
             )
         folder = Path(folder_path)
-        ignore = ([ignore_patterns] if isinstance(ignore_patterns, str) else list(ignore_patterns or []))
+        ignore = [ignore_patterns] if isinstance(ignore_patterns, str) else list(ignore_patterns or [])
         paths = sorted(  # os.walk, as it skips folders that vanish meanwhile (the Trainer renames checkpoints)
             (Path(root) / name).relative_to(folder).as_posix() for root, _, names in os.walk(folder) for name in names
         )
@@ -173,6 +173,7 @@ _PULL_SCRIPT = textwrap.dedent(
         "text": asr(wav)["text"],
         "classes": [type(o).__module__ for o in (asr.model, asr.tokenizer, asr.feature_extractor, model)],
         "weights_sum": float(sum(p.detach().double().sum() for p in model.parameters())),
+        "with_lm": getattr(asr, "beam_search", None) is not None,
     }))
     """
 )
@@ -221,8 +222,8 @@ def test_pushed_model_loads_offline_by_repo_id_and_revision(trained_model, hub, 
 
     model_dir = _local_copy(trained_model, tmp_path)
     assert main(["push", "--model", str(model_dir), "--repo-id", REPO_ID]) == 0
-    # A later evaluation, pushed to another branch: main keeps the card without results.
-    evaluation = evaluate_split(model_dir, trained_model.dataset_dir, "test", tmp_path / "eval", limit=8)
+    # A later evaluation of the run's test split, pushed to another branch: main keeps the card without results.
+    evaluation = evaluate_split(model_dir, trained_model.dataset_dir, "test", limit=8)
     push_model(model_dir, REPO_ID, revision="v1")
 
     repo = hub.cache_dir / f"models--{REPO_ID.replace('/', '--')}"
@@ -325,3 +326,124 @@ def test_real_hub_round_trip(trained_model, tmp_path: Path) -> None:
     wav = str(trained_model.corpus_dir / trained_model.rows("test")[0]["file_path"])
     pulled = _pull(tmp_path / "real-cache", "main", wav, tmp_path, offline=False, repo_id=repo_id)
     assert pulled["weights_sum"] == pytest.approx(_weights_sum(AI2TextForCTC.from_pretrained(str(model_dir))))
+
+
+# --- push --to-folder (the dry run), the card's facts, refusals ---------------------------------------------------
+
+
+def _run_with_lm(model_with_lm: Path, tmp_path: Path, init_from: str | None = None) -> Path:
+    """A copy of the run holding ``model_with_lm`` (its recipe's init_from set), with a legacy evaluations.json."""
+    run = tmp_path / "run"
+    shutil.copytree(model_with_lm.parent, run)
+    if init_from:
+        recipe = run / "recipe.yaml"
+        recipe.write_text(recipe.read_text(encoding="utf-8").replace("init_from: null", f"init_from: {init_from}"))
+    (run / "model" / "evaluations.json").write_text("[]", encoding="utf-8")
+    return run / "model"
+
+
+def _tree(folder: Path) -> set[str]:
+    return {p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()}
+
+
+def test_dry_run_folder_holds_exactly_what_push_uploads(
+    model_with_lm, trained_model, hub, tmp_path: Path, capsys
+) -> None:
+    from ai2text_hf.inference import Transcriber
+
+    model = _run_with_lm(model_with_lm, tmp_path)
+    dry_run = tmp_path / "upload"
+    assert main(["push", "--model", str(model), "--repo-id", REPO_ID, "--to-folder", str(dry_run)]) == 0
+    assert hub.commits == [] and "nothing uploaded" in capsys.readouterr().out
+    files = _tree(dry_run)
+    assert {"language_model/lm.arpa", "language_model/lm.json", "pipeline_ai2text.py", "README.md"} <= files
+    assert {"language_model_ai2text.py", "model.safetensors", "config.json", "vocab.json"} <= files
+    assert not {"training_args.bin", "evaluations.json"} & files
+    config = json.loads((dry_run / "config.json").read_text(encoding="utf-8"))
+    assert config["custom_pipelines"]["automatic-speech-recognition"]["impl"] == "pipeline_ai2text.AI2TextCTCPipeline"
+    for name in files - {"README.md"}:
+        assert (dry_run / name).read_bytes() == (model / name).read_bytes(), name
+    push_model(model, REPO_ID)
+    assert set(hub.commits[-1]["added"]) == files
+    # By repo id, without ai2text: the pipeline config.json registers decodes with the repository's LM.
+    wav = str(trained_model.corpus_dir / trained_model.rows("test")[0]["file_path"])
+    pulled = _pull(hub.cache_dir, "main", wav, tmp_path)
+    assert pulled["with_lm"] and pulled["text"] == Transcriber(model).transcribe_batch([wav])[0]["text"]
+    snapshot = hub.cache_dir / f"models--{REPO_ID.replace('/', '--')}" / "snapshots" / hub.commits[-1]["id"]
+    assert (snapshot / "README.md").read_text(encoding="utf-8") == (dry_run / "README.md").read_text(encoding="utf-8")
+    assert main(["push", "--model", str(model), "--repo-id", REPO_ID, "--to-folder", str(dry_run)]) == 2
+    assert "not an empty folder" in capsys.readouterr().err  # never written over
+
+
+def test_card_reports_the_runs_test_evaluations_each_with_its_decoding(
+    model_with_lm, trained_model, tmp_path: Path
+) -> None:
+    from ai2text_hf.decoding import DecodingOptions
+    from ai2text_hf.evaluation import evaluate_split
+    from ai2text_hf.hub import card_info_for_folder, push_plan
+
+    model = _run_with_lm(model_with_lm, tmp_path, init_from="org/base-ctc")
+    dataset = trained_model.dataset_dir
+    with_lm = evaluate_split(model, dataset, "test", limit=6).metrics  # the model's LM, by default
+    greedy = evaluate_split(model, dataset, "test", limit=6, decoding=DecodingOptions()).metrics
+    evaluate_split(model, dataset, "val", limit=3)  # not the test split: not on the card
+    card = push_plan(model, REPO_ID, card_info_for_folder(model, dataset_name="org/vi-speech")).card
+    assert card.data.base_model == "org/base-ctc" and card.data.datasets == ["org/vi-speech"]
+    reported = {(r.metric_name, r.metric_value, r.dataset_name, r.dataset_split) for r in card.data.eval_results}
+    assert reported == {
+        (f"Test {m.upper()} ({name})", round(100 * metrics[m], 2), "org/vi-speech", "test")
+        for name, metrics in (("greedy", greedy), ("beam 10 + LM", with_lm))
+        for m in ("wer", "cer")
+    }
+    assert "language_model/" in card.text and "flashlight-text" in card.text
+
+    (validation,) = (model.parent / "eval").glob("val*")
+    named = card_info_for_folder(model, evaluations=[validation], base_model="org/other")
+    assert [(e.split != "test", e.decoded_with) for e in named.evaluations] == [(True, "beam 10 + LM")]
+    assert named.base_model == "org/other"
+    evaluate_split(model, trained_model.dataset_dir, "test", tmp_path / "elsewhere", limit=2)  # not the run's
+    other = model.parent / "eval" / "test-other"
+    shutil.copytree(model.parent / "eval" / "test", other)
+    results = json.loads((other / "eval_results.json").read_text(encoding="utf-8"))
+    results["data_version"]["name"] = "scratch-set"
+    (other / "eval_results.json").write_text(json.dumps(results), encoding="utf-8")
+    with pytest.raises(ValueError, match="several datasets"):
+        card_info_for_folder(model)
+
+
+def _without_vocab(model: Path) -> None:
+    (model / "vocab.json").unlink()
+
+
+def _without_arpa(model: Path) -> None:
+    (model / "language_model" / "lm.arpa").unlink()
+
+
+def _without_pipeline_code(model: Path) -> None:
+    (model / "pipeline_ai2text.py").unlink()
+
+
+def _lm_without_registered_pipeline(model: Path) -> None:
+    config = json.loads((model / "config.json").read_text(encoding="utf-8"))
+    del config["custom_pipelines"]
+    (model / "config.json").write_text(json.dumps(config), encoding="utf-8")
+
+
+@pytest.mark.parametrize(
+    ("damage", "named"),
+    [
+        (_without_vocab, "vocab.json"),
+        (_without_arpa, "lm.arpa"),
+        (_without_pipeline_code, "pipeline_ai2text.py"),
+        (_lm_without_registered_pipeline, "registers no pipeline"),
+    ],
+)
+def test_push_refuses_a_folder_missing_what_the_model_needs_before_uploading(
+    model_with_lm, hub, tmp_path: Path, capsys, damage, named: str
+) -> None:
+    model = _run_with_lm(model_with_lm, tmp_path)
+    damage(model)
+    assert main(["push", "--model", str(model), "--repo-id", REPO_ID]) == 2
+    assert named in capsys.readouterr().err and hub.commits == []
+    assert main(["push", "--model", str(model), "--repo-id", REPO_ID, "--to-folder", str(tmp_path / "up")]) == 2
+    assert not (tmp_path / "up").exists()

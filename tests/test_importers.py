@@ -58,19 +58,22 @@ def test_vivos_rows_and_preparation(vivos: Path, tmp_path: Path) -> None:
         "speaker_id": "VIVOSSPK01",
         "gender": "m",
     }
-    prepared = prepare_dataset(vivos / "metadata.csv", tmp_path / "v1", progress=False)
-    assert prepared.counts == {"train": 3, "val": 0, "test": 1}
+    prepared = prepare_dataset(vivos / "metadata.csv", tmp_path / "v1", validation_from_train=0, progress=False)
+    assert prepared.counts == {"train": 3, "validation": 0, "test": 1}
     assert prepared.skipped_by_reason == {"missing_file": 1}  # the prompt without audio is reported, not lost
     data = load_prepared(tmp_path / "v1")
     assert data["train"][0]["text"] == "khách sạn" and data["train"][2]["gender"] == "f"
 
 
-def test_csv_outside_the_corpus_gets_absolute_paths(vivos: Path, tmp_path: Path) -> None:
+def test_csv_outside_the_corpus_gets_absolute_paths_that_prepare_takes(vivos: Path, tmp_path: Path) -> None:
     result = import_vivos(vivos, tmp_path / "elsewhere" / "vivos.csv")
     assert Path(_rows(result.csv_path)[0]["file_path"]).is_absolute()
-    assert f"--audio-root {vivos}" in result.summary()
-    prepared = prepare_dataset(result.csv_path, tmp_path / "v1", audio_root=vivos, progress=False)
-    assert prepared.counts["train"] == 3
+    assert "--audio-root" not in result.summary()  # the suggested next command needs no flag guessed
+    prepared = prepare_dataset(result.csv_path, tmp_path / "v1", progress=False)
+    assert sum(prepared.counts.values()) == 4 and prepared.skipped_by_reason == {"missing_file": 1}
+    # An audio root the user names still confines every path, absolute ones included.
+    confined = prepare_dataset(result.csv_path, tmp_path / "v2", audio_root=tmp_path / "elsewhere", progress=False)
+    assert confined.skipped_by_reason == {"outside_root": 5}
 
 
 def test_commonvoice_official_splits_and_validated(tmp_path: Path) -> None:
@@ -92,12 +95,12 @@ def test_commonvoice_official_splits_and_validated(tmp_path: Path) -> None:
         _audio(root / "clips" / f"cv_{index}.mp3", 1.2, 48000)
 
     result = import_commonvoice(root, root / "cv.csv")
-    assert result.splits == {"train": 2, "val": 1, "test": 1}
+    assert result.splits == {"train": 2, "validation": 1, "test": 1}
     rows = _rows(root / "cv.csv")
     assert rows[2]["transcript"] == '"Trời" đẹp quá' and rows[2]["speaker_id"] == "c2"  # quotes kept literally
     assert rows[0]["file_path"] == "clips/cv_1.mp3" and rows[0]["age"] == "twenties" and rows[0]["locale"] == "vi"
     prepared = prepare_dataset(root / "cv.csv", tmp_path / "v1", progress=False)
-    assert prepared.counts == {"train": 2, "val": 1, "test": 1} and prepared.skipped_rows == 0
+    assert prepared.counts == {"train": 2, "validation": 1, "test": 1} and prepared.skipped_rows == 0
 
     validated = import_commonvoice(root, root / "validated.csv", tsv="validated")
     assert validated.splits == {"": 4}
@@ -134,3 +137,31 @@ def test_wrong_layouts_fail_clearly(tmp_path: Path, capsys: pytest.CaptureFixtur
         import_folder(tmp_path, tmp_path / "x.csv")
     assert main(["import", "vivos", str(tmp_path), "--output", str(tmp_path / "x.csv")]) == 2
     assert "not a VIVOS corpus" in capsys.readouterr().err
+
+
+def test_vivos_goes_from_import_to_training_with_no_flag_guessed(tmp_path: Path, capsys) -> None:
+    """The guide's commands on a VIVOS layout outside the project: absolute paths in the CSV, no validation split."""
+    from conftest import TINY_RECIPE
+
+    corpus = tmp_path / "corpora" / "vivos"
+    for split, speakers in (("train", 12), ("test", 2)):
+        lines = []
+        for s in range(speakers):
+            speaker = f"VIVOS{'SPK' if split == 'train' else 'DEV'}{s:02d}"
+            for u, text in enumerate(["KHÁCH SẠN", "HÔM NAY TRỜI ĐẸP"]):
+                lines.append(f"{speaker}_R{u:03d} {text}")
+                _audio(corpus / split / "waves" / speaker / f"{speaker}_R{u:03d}.wav", 1.0 + 0.5 * u)
+        (corpus / split / "prompts.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    project = tmp_path / "project"
+    assert main(["import", "vivos", str(corpus), "--output", str(project / "data" / "vivos.csv")]) == 0
+    dataset = project / "data" / "processed" / "vivos"
+    assert main(["prepare", "--csv", str(project / "data" / "vivos.csv"), "--output", str(dataset)]) == 0
+    out = capsys.readouterr().out
+    assert "Checked 28 rows: 28 kept + 0 skipped" in out and "became it" in out
+    counts = load_prepared(dataset)
+    assert len(counts["validation"]) > 0 and len(counts["test"]) == 4
+    run = project / "runs" / "vivos"
+    argv = ["train", "--recipe", str(TINY_RECIPE), "--dataset", str(dataset), "--output-dir", str(run),
+            "--max_steps", "2", "--disable_tqdm"]  # fmt: skip
+    assert main(argv) == 0
+    assert (run / "model" / "config.json").is_file()

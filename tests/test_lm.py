@@ -4,24 +4,27 @@ from __future__ import annotations
 
 import json
 import random
+from pathlib import Path
 
 import pytest
 from flashlight.lib.text.decoder.kenlm import KenLM
 from flashlight.lib.text.dictionary import Dictionary
 
 from ai2text_hf.cli import main
+from ai2text_hf.configuration_ai2text import AI2TextConfig
 from ai2text_hf.data.synth import default_sentences_path
 from ai2text_hf.decoding.lm import (
     BOS,
     EOS,
     UNK,
-    arpa_vocabulary,
     build_lm,
     estimate_kneser_ney,
     kneser_ney_discounts,
     read_text_lines,
     syllable_sentences,
 )
+from ai2text_hf.language_model_ai2text import arpa_vocabulary, vocabulary_fingerprint
+from ai2text_hf.tokenization_ai2text import AI2TextTokenizer
 
 
 @pytest.fixture(scope="module")
@@ -130,3 +133,38 @@ def test_metadata_csv_gives_each_distinct_transcript_once(tmp_path) -> None:
     corpus.write_text("file_path,transcript,split\n" + "\n".join(rows) + "\n", encoding="utf-8")
     assert read_text_lines(corpus) == ["Xin chào Việt Nam.", "Hôm nay trời đẹp."]
     assert build_lm([corpus], tmp_path / "lm", order=2)["sentences"] == 2
+
+
+@pytest.fixture
+def model_folder(tmp_path) -> Path:
+    """The files of a model folder that building an LM for it reads: config and tokenizer (no weights needed)."""
+    folder = tmp_path / "run" / "model"
+    AI2TextConfig().save_pretrained(folder)
+    AI2TextTokenizer(tone_placement="modern").save_pretrained(folder)
+    return folder
+
+
+def test_lm_build_for_a_model_stores_it_in_the_model_folder_with_its_vocabulary(model_folder, tmp_path) -> None:
+    text = tmp_path / "text.txt"
+    text.write_text("hôm nay trời đẹp\nhôm qua trời mưa\n", encoding="utf-8")
+    assert main(["lm", "build", "--model", str(model_folder), "--text", str(text), "--order", "2"]) == 0
+    stored = model_folder / "language_model"
+    info = json.loads((stored / "lm.json").read_text(encoding="utf-8"))
+    tokenizer = AI2TextTokenizer.from_pretrained(str(model_folder))
+    assert info["tokenizer"] == {"model": str(model_folder), **vocabulary_fingerprint(tokenizer)}
+    assert info["tone_placement"] == "modern"  # the model's, unless asked otherwise
+    config = json.loads((model_folder / "config.json").read_text(encoding="utf-8"))
+    assert config["custom_pipelines"]["automatic-speech-recognition"]["pt"] == ["AutoModelForCTC"]
+    assert (model_folder / "pipeline_ai2text.py").is_file() and (model_folder / "language_model_ai2text.py").is_file()
+
+    (stored / "decoding.json").write_text('{"lm_weight": 1, "word_score": 1}', encoding="utf-8")
+    again = ["lm", "build", "--output", str(stored), "--text", str(text), "--order", "3"]  # the same folder
+    assert main(again) == 2 and (stored / "decoding.json").is_file()  # nothing replaced unasked
+    assert main([*again, "--overwrite"]) == 0
+    assert (
+        json.loads((stored / "lm.json").read_text(encoding="utf-8"))["tokenizer"]["sha256"]
+        == info["tokenizer"]["sha256"]
+    )
+    assert not (stored / "decoding.json").exists()  # the weights were tuned for the LM replaced
+    wrong = ["lm", "build", "--model", str(model_folder), "--text", str(text), "--overwrite"]
+    assert main([*wrong, "--tone-placement", "classic"]) == 2

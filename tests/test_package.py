@@ -5,6 +5,8 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import ai2text_hf
+
 
 def _run(code: str) -> str:
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
@@ -38,3 +40,21 @@ def test_classes_load_on_first_use() -> None:
         "print(MODEL_FOR_CTC_MAPPING[AI2TextConfig] is AI2TextForCTC, AI2TextForCTC._auto_class)\n"
     )
     assert out.strip() == "True AutoModelForCTC"
+
+
+def test_front_door_names_resolve_on_first_use_only() -> None:
+    """Every public name resolves to the object its module defines, and none is imported before it is asked for."""
+    out = _run(
+        "import importlib, sys, ai2text_hf\n"
+        "loaded = {m for m in sys.modules if m.startswith('ai2text_hf.')}\n"
+        "eager = sorted(loaded - {'ai2text_hf.auto_registration', 'ai2text_hf.lazy_exports'})\n"
+        "wrong = [n for n, m in ai2text_hf._EXPORTS.items()\n"
+        "         if getattr(ai2text_hf, n) is not getattr(importlib.import_module('ai2text_hf.' + m), n)]\n"
+        "print(eager, wrong, sorted(set(ai2text_hf._EXPORTS) - set(ai2text_hf.__all__)))\n"
+    )
+    assert out.strip() == "[] [] []"
+
+
+def test_front_door_offers_what_a_python_user_calls() -> None:
+    expected = {"Transcriber", "DecodingOptions", "asr_pipeline", "prepare_dataset", "load_recipe", "train"}
+    assert expected <= set(ai2text_hf.__all__)

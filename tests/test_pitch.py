@@ -219,7 +219,7 @@ def test_prepare_refuses_a_negative_pitch_norm_window_and_writes_nothing(
 
 
 def test_recipe_pitch_norm_window_null_centres_on_the_whole_utterance() -> None:
-    from ai2text_hf.training.init import recipe_feature_extractor
+    from ai2text_hf.training.initial_model import recipe_feature_extractor
     from ai2text_hf.training.recipe import RecipeError, load_recipe
 
     assert recipe_feature_extractor(load_recipe(None, {"pitch": True})).pitch_norm_window == 1.5

@@ -17,6 +17,7 @@ from ai2text_hf.data import AudioDecodeError, load_audio, load_prepared, prepare
 from ai2text_hf.data import prepare as prepare_module
 from ai2text_hf.data.audio import audio_info, decode_audio
 from ai2text_hf.data.validation import REASONS
+from ai2text_hf.data.versions import audio_file
 from ai2text_hf.feature_extraction_ai2text import AI2TextFeatureExtractor
 
 REAL_VI = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "real-vi"
@@ -85,7 +86,8 @@ def _corpus(root: Path) -> dict[str, tuple[list[str], list[str]]]:
         "duplicate_row": (["audio/good.wav", "Xin chào.", "", "train", "spk1", "f"], ["duplicate_row"]),
         "duplicate_audio": (["audio/copy.wav", "bản sao", "", "train", "", ""], ["duplicate_audio"]),
         "traversal": (["../../etc/passwd", "mật khẩu", "", "train", "", ""], ["outside_root"]),
-        "absolute_outside": ([str(root / "outside.wav"), "bên ngoài", "", "train", "", ""], ["outside_root"]),
+        # Absolute paths are the CSV's explicit choice (what importers write for a corpus elsewhere): taken as written.
+        "absolute_elsewhere": ([str(root / "outside.wav"), "bên ngoài", "", "train", "", ""], []),
         "two_problems": (
             ["audio/nope.wav", "☃", "abc", "train", "", ""],
             ["bad_duration", "unknown_characters", "missing_file"],
@@ -126,30 +128,33 @@ def test_counts_add_up_to_the_csv_rows(prepared: tuple[Path, dict, Path]) -> Non
     manifest = read_manifest(out)
     counts = manifest["counts"]
     assert counts["rows"] == len(corpus) == counts["kept"] + counts["skipped"]
-    assert counts["kept"] == counts["train"] + counts["val"] + counts["test"] == 8
+    assert counts["kept"] == counts["train"] + counts["validation"] + counts["test"] == 9
     assert counts["skipped_by_reason"]["unknown_characters"] == 3
-    assert counts["skipped_by_reason"]["outside_root"] == 2
+    assert counts["skipped_by_reason"]["outside_root"] == 1
 
 
 def test_kept_rows_are_featurised(prepared: tuple[Path, dict, Path]) -> None:
     out, corpus, root = prepared
     data = load_prepared(out)
-    assert list(data) == ["train", "val", "test"]
-    assert [len(data[s]) for s in data] == [5, 2, 1]
+    assert list(data) == ["train", "validation", "test"]
+    assert [len(data[s]) for s in data] == [6, 2, 1]
     fe = AI2TextFeatureExtractor()
     rows = {r["id"]: r for split in data for r in data[split].with_format("numpy")}
-    assert sorted(rows) == ["clip", "clip_2", "digits", "good", "good_2", "loan", "nfd", "stereo"]
+    assert sorted(rows) == ["clip", "clip_2", "digits", "good", "good_2", "loan", "nfd", "outside", "stereo"]
+    manifest = read_manifest(out)
     for row in rows.values():
-        wave, duration = load_audio(row["file_path"])
+        wave, duration = load_audio(audio_file(manifest, row["file_path"]))
         assert row["input_features"].dtype == np.float32
         assert row["input_features"].shape == (fe.num_frames(len(wave)), 80)
         assert row["duration"] == pytest.approx(duration)
     stereo = rows["stereo"]
     assert stereo["split"] == "test" and stereo["duration"] == pytest.approx(1.0)
-    assert stereo["file_path"] == str(root / "audio" / "stereo.wav")
-    assert rows["clip"]["split"] == "val"  # dev → val
+    # Stored relative to the audio root the manifest records; a file outside it keeps its absolute path.
+    assert stereo["file_path"] == "audio/stereo.wav" and manifest["audio_root"] == str(root)
+    assert rows["outside"]["file_path"] == str(root.parent / "outside.wav")
+    assert rows["clip"]["split"] == "validation"  # dev → validation
     assert rows["clip_2"]["text"] == "trời đẹp" and rows["clip_2"]["duration"] == pytest.approx(1.5, abs=0.01)
-    assert rows["nfd"]["text"] == unicodedata.normalize("NFC", "tiếng việt") and rows["nfd"]["split"] == "val"
+    assert rows["nfd"]["text"] == unicodedata.normalize("NFC", "tiếng việt") and rows["nfd"]["split"] == "validation"
     assert rows["nfd"]["transcript"] == corpus["nfd"][0][1]  # kept as given
     assert rows["digits"]["text"] == "có ba con mèo"
     assert rows["loan"]["text"] == "wifi zoo jazz"
@@ -162,12 +167,12 @@ def test_kept_rows_are_featurised(prepared: tuple[Path, dict, Path]) -> None:
 def test_stats_manifest_and_overlap_warning(prepared: tuple[Path, dict, Path]) -> None:
     out, corpus, root = prepared
     stats = json.loads((out / "stats.json").read_text())
-    assert (stats["train_files"], stats["val_files"], stats["test_files"]) == (5, 2, 1)
-    assert (stats["train_speakers"], stats["val_speakers"], stats["test_speakers"]) == (2, 2, 1)
-    assert stats["train_hours"] == pytest.approx((1.2 + 0.9 + 1.5 + 1.3 + 1.0) / 3600, abs=1e-5)
-    assert stats["total_files"] == 8 and stats["skipped_rows"] == len(corpus) - 8
+    assert (stats["train_files"], stats["validation_files"], stats["test_files"]) == (6, 2, 1)
+    assert (stats["train_speakers"], stats["validation_speakers"], stats["test_speakers"]) == (2, 2, 1)
+    assert stats["train_hours"] == pytest.approx((1.2 + 0.9 + 1.5 + 1.3 + 1.0 + 1.0) / 3600, abs=1e-5)
+    assert stats["total_files"] == 9 and stats["skipped_rows"] == len(corpus) - 9
     assert stats["total_hours"] == pytest.approx(
-        stats["train_hours"] + stats["val_hours"] + stats["test_hours"], abs=1e-5
+        stats["train_hours"] + stats["validation_hours"] + stats["test_hours"], abs=1e-5
     )
     manifest = read_manifest(out)
     assert manifest["feature_extractor"] == AI2TextFeatureExtractor().to_dict()
@@ -178,8 +183,8 @@ def test_stats_manifest_and_overlap_warning(prepared: tuple[Path, dict, Path]) -
     assert "gender" in manifest["columns"] and len(manifest["fingerprint"]) == 64
     assert {"ai2text_hf_version", "created", "format_version", "filters", "run"} <= set(manifest)
     [warning] = manifest["warnings"]
-    # spk2 is shared by val and test only, which does not flatter the scores: no warning for it.
-    assert "1 train speaker(s)" in warning and "spk1 (train/val)" in warning and "spk2" not in warning
+    # spk2 is shared by validation and test only, which does not flatter the scores: no warning for it.
+    assert "1 train speaker(s)" in warning and "spk1 (train/validation)" in warning and "spk2" not in warning
     assert not list(out.parent.glob(".v1.partial-*"))
 
 
@@ -187,7 +192,7 @@ def test_summary_table(prepared: tuple[Path, dict, Path], tmp_path: Path, capsys
     _, corpus, root = prepared
     prepare_dataset(root / "metadata.csv", tmp_path / "v1", batch_size=8)
     out = capsys.readouterr().out
-    assert f"Checked {len(corpus)} rows: 8 kept + {len(corpus) - 8} skipped" in out
+    assert f"Checked {len(corpus)} rows: 9 kept + {len(corpus) - 9} skipped" in out
     assert "train" in out and "outside_root" in out and "warning: 1 train speaker(s)" in out
 
 
@@ -255,9 +260,9 @@ def test_bom_csv_and_audio_root(tmp_path: Path, capsys: pytest.CaptureFixture[st
     assert (tmp_path / "meta.csv").read_bytes().startswith(b"\xef\xbb\xbf")
     result = prepare_dataset(tmp_path / "meta.csv", tmp_path / "out", audio_root=audio)
     assert "Checked 1 rows: 1 kept + 0 skipped" in capsys.readouterr().out
-    assert result.counts == {"train": 1, "val": 0, "test": 0} and result.skipped_rows == 0
+    assert result.counts == {"train": 1, "validation": 0, "test": 0} and result.skipped_rows == 0
     data = load_prepared(tmp_path / "out")
-    assert len(data["val"]) == 0 and data["val"].features == data["train"].features
+    assert len(data["validation"]) == 0 and data["validation"].features == data["train"].features
     assert sorted(p.name for p in tmp_path.iterdir()) == ["elsewhere", "meta.csv", "out"]
 
 
@@ -340,7 +345,7 @@ def test_real_vi_prepares_cleanly(tmp_path: Path) -> None:
         pytest.skip(f"{REAL_VI} is not present")
     result = prepare_dataset(REAL_VI / "metadata.csv", tmp_path / "real", progress=False)
     assert result.skipped_rows == 0, (tmp_path / "real" / "report.json").read_text()
-    assert result.counts == {"train": 50, "val": 10, "test": 8}
+    assert result.counts == {"train": 50, "validation": 10, "test": 8}
     stats = json.loads(result.stats_path.read_text())
     assert stats["total_hours"] == pytest.approx(4.4 / 60, rel=0.05)
     assert 0 < stats["test_vocab_coverage"] < 1 and stats["train_alphabet_coverage"] > 0.5

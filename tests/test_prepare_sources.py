@@ -12,6 +12,7 @@ import pytest
 import soundfile as sf
 
 from ai2text_hf.data import featurize_batch, load_prepared, prepare_dataset, read_manifest
+from ai2text_hf.data.audio import audio_array
 from ai2text_hf.data.streaming import stream_dataset
 from ai2text_hf.feature_extraction_ai2text import AI2TextFeatureExtractor
 
@@ -141,8 +142,8 @@ def test_on_the_fly_stores_audio_that_featurizes_like_prepare(csv_corpus: Path, 
     assert manifest["options"]["store"] == "audio" and "input_features" not in manifest["columns"]
     audio, features = load_prepared(tmp_path / "otf"), load_prepared(csv_corpus / "features")
     train = audio["train"].with_format("numpy")
-    assert train.features["audio"] == datasets.List(datasets.Value("float32"))
-    assert len(train[0]["audio"]) == pytest.approx(0.8 * 16000, abs=2)  # resampled from 22.05 kHz
+    assert train.features["audio"] == datasets.Audio(sampling_rate=16000, decode=False)
+    assert len(audio_array(train[0]["audio"])) == pytest.approx(0.8 * 16000, abs=2)  # resampled from 22.05 kHz
     computed = featurize_batch(train["audio"], AI2TextFeatureExtractor())
     for ours, stored in zip(computed, features["train"].with_format("numpy")["input_features"]):
         np.testing.assert_allclose(ours, stored, atol=1e-5)
@@ -158,5 +159,5 @@ def test_stream_dataset_yields_checked_rows_with_features(csv_corpus: Path) -> N
     for row, feats in zip(rows, stored["input_features"]):
         np.testing.assert_allclose(row["input_features"], feats, atol=1e-5)
         assert set(row) == set(stored.column_names)
-    with pytest.raises(ValueError, match="no rows in split 'val'"):
+    with pytest.raises(ValueError, match="no rows in split 'validation'"):  # 'val' names it too
         stream_dataset(csv_corpus / "meta.csv", split="val")

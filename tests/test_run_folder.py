@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 import shutil
 from pathlib import Path
 
@@ -13,7 +14,7 @@ import torch
 from conftest import TINY_RECIPE
 from test_checkpoints import SMALL
 
-from ai2text_hf.training.checkpoints import DiskFullError, complete_checkpoints
+from ai2text_hf.training.checkpoints import STAGING, DiskFullError, complete_checkpoints
 from ai2text_hf.training.preflight import PreflightError
 from ai2text_hf.training.recipe import load_recipe
 from ai2text_hf.training.trainer import train
@@ -26,7 +27,18 @@ def _train(dataset: Path, run_dir: Path, resume: str | None = None, overwrite: b
 
 @pytest.fixture(scope="module")
 def trained_once(small_dataset: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return _train(small_dataset, tmp_path_factory.mktemp("once") / "run").run_dir
+    # No step logs before the epoch's end: the summary must still show its train loss and learning rate.
+    return _train(small_dataset, tmp_path_factory.mktemp("once") / "run", logging_steps=1000).run_dir
+
+
+def test_a_finished_run_says_its_length_summarises_its_epoch_and_leaves_no_staging(trained_once: Path) -> None:
+    log = (trained_once / "logs" / "training.log").read_text(encoding="utf-8")
+    assert "Run length: 1 epoch (" in log
+    summary = log[log.index("Summary:") :]
+    assert re.search(r"Train Loss: \d+\.\d{3}\n", summary), summary
+    assert re.search(r"Learning Rate: \d\.\d\de-\d\d\n", summary), summary
+    assert not (trained_once / "checkpoints" / STAGING).exists()
+    assert len(list((trained_once / "logs").glob("events.out.tfevents.*"))) == 1
 
 
 @pytest.fixture

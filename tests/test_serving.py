@@ -253,3 +253,22 @@ def test_page_and_api_docs_are_served(client: httpx.Client) -> None:
     assert client.get("/docs").status_code == 200
     paths = client.get("/openapi.json").json()["paths"]
     assert {"/transcribe", "/health", "/models", "/models/load", "/models/{name}"} <= set(paths)
+
+
+def test_a_model_with_its_lm_decodes_with_it_by_default_and_greedily_with_use_lm_false(
+    model_with_lm: Path, wavs: list[Path]
+) -> None:
+    with_lm = Transcriber(model_with_lm, device="cpu")
+    assert with_lm.decoding.lm == str(model_with_lm / "language_model")
+    greedy = Transcriber(model_with_lm, device="cpu", decoding=DecodingOptions())
+    expected = {
+        "true": [r["text"] for r in with_lm.transcribe_batch(wavs)],
+        "false": [r["text"] for r in greedy.transcribe_batch(wavs)],
+    }
+    with BackgroundServer(create_app(model_with_lm, ServeSettings())) as server:
+        with httpx.Client(base_url=server.url, timeout=120) as http:
+            texts = {"true": [], "false": []}
+            for wav in wavs:
+                texts["true"].append(_post(http, wav).json()["text"])  # the default
+                texts["false"].append(_post(http, wav, use_lm="false").json()["text"])
+    assert texts == expected

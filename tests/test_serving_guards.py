@@ -22,7 +22,8 @@ import soundfile as sf
 import torch
 
 from ai2text_hf import AI2TextConfig, AI2TextFeatureExtractor, AI2TextForCTC, AI2TextProcessor, AI2TextTokenizer
-from ai2text_hf.cli import _serve_settings, build_parser
+from ai2text_hf.cli import build_parser
+from ai2text_hf.cli.models import serve_settings
 from ai2text_hf.decoding.hotwords import MAX_HOTWORD_WEIGHT, Hotwords
 from ai2text_hf.serving import (
     AccessSettings,
@@ -267,7 +268,7 @@ def test_cors_is_off_unless_origins_are_configured(client: httpx.Client, models_
 
 def test_serve_cli_defaults_are_the_settings_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv(API_KEY_ENV, raising=False)
-    settings = _serve_settings(build_parser().parse_args(["serve", "--model", "m"]))
+    settings = serve_settings(build_parser().parse_args(["serve", "--model", "m"]))
     assert settings == ServeSettings(access=AccessSettings(allowed_hosts=("127.0.0.1",)))
 
 
@@ -275,7 +276,7 @@ def test_serve_cli_reads_the_api_key_from_a_file_or_the_environment(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     def key(*argv: str) -> str | None:
-        return _serve_settings(build_parser().parse_args(["serve", "--model", "m", *argv])).access.api_key
+        return serve_settings(build_parser().parse_args(["serve", "--model", "m", *argv])).access.api_key
 
     monkeypatch.setenv(API_KEY_ENV, "from-env")
     assert key() == "from-env"
@@ -317,7 +318,7 @@ def test_an_unknown_query_parameter_is_422_naming_it(client: httpx.Client) -> No
     response = client.post("/transcribe?beam_width=-1", files={"audio": ("a.wav", _audio(1.0), "audio/wav")})
     detail = _detail(response, 422)
     assert "Unknown query parameter(s) beam_width: POST /transcribe takes none" in detail
-    assert "multipart form fields (audio, model, beam_width, timestamps, hotwords)" in detail
+    assert "multipart form fields (audio, model, beam_width, use_lm, timestamps, hotwords)" in detail
     detail = _detail(client.get("/health?verbose=1"), 422)
     assert "Unknown query parameter(s) verbose: GET /health takes none." in detail
 

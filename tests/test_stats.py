@@ -41,13 +41,13 @@ def version(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_statistics_per_split(version: Path) -> None:
     stats = dataset_statistics(version)
-    assert (stats["train_files"], stats["val_files"], stats["test_files"]) == (2, 1, 1)
+    assert (stats["train_files"], stats["validation_files"], stats["test_files"]) == (2, 1, 1)
     assert stats["train_hours"] == pytest.approx(3.0 / 3600, abs=1e-6) and stats["total_files"] == 4
     assert (stats["train_mean_duration"], stats["train_min_duration"], stats["train_max_duration"]) == (1.5, 1.0, 2.0)
     assert stats["train_speakers"] == 2 and stats["skipped_rows"] == 1
     assert stats["train_chars_per_second"] == pytest.approx(16 / 3, abs=0.01)  # "xin chào" + "chào bạn"
     assert stats["train_alphabet_coverage"] == pytest.approx(len(set("xinchàobạn")) / 93, abs=1e-4)
-    assert stats["val_vocab_coverage"] == 1.0 and stats["test_vocab_coverage"] == 0.0  # "tạm biệt" unseen
+    assert stats["validation_vocab_coverage"] == 1.0 and stats["test_vocab_coverage"] == 0.0  # "tạm biệt" unseen
     assert "train_vocab_coverage" not in stats
     assert stats == json.loads((version / "stats.json").read_text())  # what prepare wrote
 
@@ -55,8 +55,9 @@ def test_statistics_per_split(version: Path) -> None:
 def test_empty_split_statistics_are_zero() -> None:
     empty = {"duration": [], "text": [], "speaker_id": []}
     one = {"duration": [2.0], "text": ["a b"], "speaker_id": [""]}
-    stats = stats_module.compute_statistics({"train": one, "val": empty, "test": empty})
-    assert stats["val_files"] == 0 and stats["val_mean_duration"] == 0.0 and stats["val_vocab_coverage"] == 0.0
+    stats = stats_module.compute_statistics({"train": one, "validation": empty, "test": empty})
+    assert stats["validation_files"] == 0 and stats["validation_mean_duration"] == 0.0
+    assert stats["validation_vocab_coverage"] == 0.0
     assert stats["train_speakers"] == 0 and stats["train_chars_per_second"] == 1.5
 
 
@@ -66,7 +67,7 @@ def test_cli_table_and_json(version: Path, capsys: pytest.CaptureFixture) -> Non
     assert re.search(r"^train\s+2\s+0\.001\s+2\s+1\.50\s+1\.00\s+2\.00\s+5\.3", table, re.M)
     assert re.search(r"^test\s+1\s.*0\.0%$", table, re.M) and "1 input rows skipped" in table
     assert main(["stats", str(version), "--json"]) == 0
-    assert json.loads(capsys.readouterr().out)["val_files"] == 1
+    assert json.loads(capsys.readouterr().out)["validation_files"] == 1
     assert main(["stats", str(version.parent)]) == 2
     assert "not a prepared dataset" in capsys.readouterr().err
 
@@ -77,4 +78,4 @@ def test_guide_verify_snippet_prints_real_numbers(
     snippet = "\n".join(re.findall(r"^    (.*)$", stats_module.__doc__, re.M))  # the indented code block
     monkeypatch.chdir(version.parents[2])  # the snippet names data/processed/v1
     exec(snippet, {})
-    assert capsys.readouterr().out == "Dataset Statistics:\nTrain: 2 files\nVal: 1 files\nTest: 1 files\n"
+    assert capsys.readouterr().out == "Dataset Statistics:\nTrain: 2 files\nValidation: 1 files\nTest: 1 files\n"

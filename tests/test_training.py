@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import logging
+import re
 from pathlib import Path
 
 import numpy as np
@@ -96,6 +98,40 @@ def test_command_line_overrides_beat_the_file(tmp_path: Path) -> None:
     assert (recipe.learning_rate, recipe.num_epochs, recipe.spec_augment) == (5e-4, 3, False)
     assert recipe.d_model == 64  # from the file
     assert recipe.d_ff == Recipe().d_ff  # default
+
+
+def test_one_setting_under_two_names_is_refused_naming_both_and_the_source(tmp_path: Path) -> None:
+    path = _recipe_file(tmp_path, "num_epochs: 5\nnum_train_epochs: 3\n")
+    with pytest.raises(RecipeError, match=rf"{re.escape(str(path))} sets both 'num_epochs' and 'num_train_epochs'"):
+        load_recipe(path)
+    path = _recipe_file(tmp_path, "grad_clip: 1.0\ntraining_args:\n  max_grad_norm: 0.5\n")
+    with pytest.raises(RecipeError, match=r"sets both 'grad_clip' and 'max_grad_norm'.*the recipe key is 'grad_clip'"):
+        load_recipe(path)
+    with pytest.raises(RecipeError, match=r"command line sets both 'num_epochs' and 'num_train_epochs'"):
+        load_recipe(TINY_RECIPE, parse_overrides(["--num_epochs", "3", "--num_train_epochs", "4"]))
+
+
+def test_a_training_arguments_name_sets_its_recipe_key(tmp_path: Path) -> None:
+    path = _recipe_file(tmp_path, "num_train_epochs: 3\nmax_grad_norm: 0.5\ngradient_accumulation_steps: 2\n")
+    recipe = load_recipe(path)
+    assert (recipe.num_epochs, recipe.grad_clip, recipe.grad_accum_steps, recipe.training_args) == (3, 0.5, 2, {})
+    # Across sources the usual precedence holds, whichever name each uses: the command line wins.
+    assert load_recipe(path, parse_overrides(["--num_epochs", "7"])).num_epochs == 7
+
+
+def test_a_run_length_on_the_command_line_ends_the_recipes_time_budget(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = _recipe_file(tmp_path, "num_epochs: 12\nmax_train_minutes: 20\n")
+    assert load_recipe(path).max_train_minutes == 20
+    with caplog.at_level(logging.WARNING, logger="ai2text_hf.training"):
+        recipe = load_recipe(path, parse_overrides(["--num_epochs", "20"]))
+    assert (recipe.num_epochs, recipe.max_train_minutes) == (20, None)
+    assert "max_train_minutes: 20 no longer applies (add --max_train_minutes 20" in caplog.text
+    assert load_recipe(path, parse_overrides(["--max_steps", "50"])).max_train_minutes is None
+    both = load_recipe(path, parse_overrides(["--num_epochs", "20", "--max_train_minutes", "30"]))
+    assert (both.num_epochs, both.max_train_minutes) == (20, 30)
+    assert load_recipe(path, parse_overrides(["--learning_rate", "1e-3"])).max_train_minutes == 20
 
 
 def test_training_arguments_fields_pass_through(tmp_path: Path) -> None:

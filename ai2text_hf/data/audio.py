@@ -160,27 +160,41 @@ def load_audio(path: str | os.PathLike, target_sr: int = 16000) -> tuple[np.ndar
     return decoded.wave, decoded.duration
 
 
+def encode_wave(wave: np.ndarray, sample_rate: int) -> bytes:
+    """WAV bytes of a float32 waveform, lossless (32-bit float samples): a stored ``datasets.Audio`` value."""
+    buffer = io.BytesIO()
+    sf.write(buffer, np.asarray(wave, dtype=np.float32), sample_rate, format="WAV", subtype="FLOAT")
+    return buffer.getvalue()
+
+
+def audio_array(value: Any) -> np.ndarray:
+    """The float32 samples of a stored ``audio`` value: a ``datasets.Audio`` cell (``{"bytes", "path"}``, as
+    prepared now), a decoded one (``{"array", ...}``) or a list of samples (versions prepared before)."""
+    if isinstance(value, dict):
+        if value.get("array") is not None:
+            return np.asarray(value["array"], dtype=np.float32)
+        return sf.read(io.BytesIO(value["bytes"]), dtype="float32")[0]
+    return np.asarray(value, dtype=np.float32)
+
+
 def rms_dbfs(wave: np.ndarray) -> float:
     """Loudness of a waveform in dB relative to full scale (-inf for digital silence)."""
     power = float(np.mean(np.square(wave, dtype=np.float64)))
     return 10 * np.log10(power) if power > 0 else -np.inf
 
 
-def featurize_batch(
-    waveforms: Sequence[np.ndarray | Sequence[float]], feature_extractor: AI2TextFeatureExtractor
-) -> list[np.ndarray]:
-    """Unpadded (frames, n_mels) float32 log-mels of 16 kHz waveforms.
+def featurize_batch(waveforms: Sequence[Any], feature_extractor: AI2TextFeatureExtractor) -> list[np.ndarray]:
+    """Unpadded (frames, n_mels) float32 log-mels of 16 kHz waveforms (arrays, or stored ``audio`` values).
 
     The one place waveforms become model inputs: preparation stores its output, and an on-the-fly
     collator (``prepare --on-the-fly`` keeps an ``audio`` column) or a streamed dataset calls it per batch,
     after any waveform augmentation, so features never differ between the modes. One extractor call per
-    waveform: a batched call pads all to the longest and measured 2x slower on CPU (bench_features).
+    waveform: a batched call pads all to the longest and is slower on CPU (bench_features measures both).
     """
     rate = feature_extractor.sampling_rate
-    computed = (
-        feature_extractor(np.asarray(w, dtype=np.float32), sampling_rate=rate, padding=False) for w in waveforms
-    )
-    return [features["input_features"][0] for features in computed]
+    computed = (feature_extractor(audio_array(w), sampling_rate=rate, padding=False) for w in waveforms)
+    # The model's main input: our log-mels, a wav2vec2 extractor's input_values, w2v-BERT's filterbank frames.
+    return [features[feature_extractor.model_input_names[0]][0] for features in computed]
 
 
 def with_features(dataset: Any, feature_extractor: AI2TextFeatureExtractor) -> Any:

@@ -10,6 +10,7 @@ import numpy as np
 import torch
 from transformers.feature_extraction_sequence_utils import SequenceFeatureExtractor
 
+from .audio import audio_array
 from .augment.chain import WaveformAugmenter
 from .augment.vtlp import VocalTractWarp
 from .validation import ctc_min_frames
@@ -75,7 +76,7 @@ class AudioCTCCollator:
             self._vtlp = VocalTractWarp(self.feature_extractor)
 
     def __call__(self, items: Sequence[dict[str, Any]]) -> dict[str, torch.Tensor]:
-        waves = [np.asarray(item["audio"], dtype=np.float32) for item in items]
+        waves = [audio_array(item["audio"]) for item in items]
         if self.augmenter is not None:
             waves = [self._augment(wave, item) for wave, item in zip(waves, items)]
         batch = dict(

@@ -8,8 +8,9 @@
 
 An importer only writes rows: it never drops one, so a prompt without audio or audio without a transcript
 shows up in the preparation report (missing file, empty transcript) instead of vanishing. Audio paths are
-written relative to the CSV's folder when the corpus lies under it, else absolute; prepare the CSV with
-``--audio-root <corpus>`` in that case, because prepare refuses paths outside its audio root.
+written relative to the CSV's folder when the corpus lies under it, else absolute: ``ai2text prepare --csv``
+resolves both with no other flag (it takes a CSV's absolute paths as written unless ``--audio-root`` is given).
+VIVOS and a folder have no validation split: prepare carves one from train (``--validation-from-train``).
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from .sources import METADATA_COLUMNS
 #: Audio extensions the folder importer picks up (what soundfile decodes).
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3")
 #: Common Voice's official split files, speaker-disjoint by construction, and our names for them.
-COMMONVOICE_SPLITS = {"train": "train", "dev": "val", "test": "test"}
+COMMONVOICE_SPLITS = {"train": "train", "dev": "validation", "test": "test"}
 
 Row = dict[str, str]
 
@@ -36,15 +37,13 @@ class ImportResult:
     csv_path: Path
     rows: int
     splits: dict[str, int]  # rows per split value ("" = none given)
-    audio_root: Path  # the corpus folder: pass it as --audio-root when the CSV lies outside it
+    audio_root: Path  # the corpus folder
     notes: list[str] = field(default_factory=list)
 
     def summary(self) -> str:
         splits = ", ".join(f"{count} {split or 'without split'}" for split, count in sorted(self.splits.items()))
         lines = [f"Wrote {self.csv_path}: {self.rows} rows ({splits})", *self.notes]
-        inside = os.path.commonpath([self.csv_path.parent, self.audio_root]) == str(self.csv_path.parent)
-        root = "" if inside else f" --audio-root {self.audio_root}"
-        lines.append(f"Next: ai2text prepare --csv {self.csv_path}{root} --output data/processed/<version>")
+        lines.append(f"Next: ai2text prepare --csv {self.csv_path} --output data/processed/<version>")
         return "\n".join(lines)
 
 

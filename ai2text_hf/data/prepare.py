@@ -1,18 +1,20 @@
-"""Data preparation: a metadata CSV (or local Hugging Face dataset) → a validated, versioned DatasetDict.
+"""Data preparation: metadata CSVs (or a local Hugging Face dataset) → a validated, versioned DatasetDict.
 
-Every input row is accounted for: it is kept, or skipped with stable reason codes and the fix
-(``report.json``), and the counts add up to the number of rows. Features are computed once here, not on
-the fly in training, so every epoch reads memory-mapped arrays instead of decoding and resampling audio
-again; ``on_the_fly`` stores 16 kHz audio instead, for waveform augmentation at training time (the
-collator then calls ``ai2text_hf.data.audio.featurize_batch``). The folder layout and the rule that
+Every input row of every CSV is accounted for: it is kept, or skipped with stable reason codes and the fix
+(``report.json``), and the counts add up to the number of rows. A corpus without a validation split (VIVOS,
+a folder of recordings) gets one carved from train, whole speakers at a time (``validation_from_train``).
+Features are computed once here, not on the fly in training, so every epoch reads memory-mapped arrays
+instead of decoding and resampling audio again; ``on_the_fly`` stores 16 kHz audio (a ``datasets.Audio``
+column) instead, for waveform augmentation at training time (the collator then calls
+``ai2text_hf.data.audio.featurize_batch``). The folder layout and the rule that
 versions are immutable are in ``ai2text_hf.data.versions``; the row checks in ``.validation``.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
-import os
 import shutil
 import tempfile
 from collections import Counter
@@ -20,18 +22,19 @@ from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import datasets
 
 from .. import __version__
 from ..normalization_vi import VIETNAMESE_ALPHABET
-from .sources import Source, describe_hf_source, read_csv_source, read_hf_source
+from .card import write_dataset_card
+from .options import PathLike, PrepareOptions
+from .sources import Source, combine_sources, describe_hf_source, read_csv_source, read_hf_source
 from .splits import auto_split, parse_split_ratios, speaker_overlap_warning
 from .stats import STAT_COLUMNS, compute_statistics
 from .validation import (
     AUDIO_BYTES_COLUMN,
-    INTERNAL_COLUMNS,
     SPLITS,
     Checks,
     dataset_features,
@@ -56,10 +59,15 @@ from .versions import (
 if TYPE_CHECKING:  # torch: loaded only when features are computed, never on a cache hit
     from ..feature_extraction_ai2text import AI2TextFeatureExtractor
 
-#: Time reduction of the model's convolutional front end (AI2TextConfig.subsampling_factor default).
-DEFAULT_SUBSAMPLING_FACTOR = Checks.subsampling_factor
-
-__all__ = ["PrepareResult", "ValidationFailed", "load_prepared", "prepare_dataset", "read_manifest", "reuse_prepared"]
+__all__ = [
+    "PrepareOptions",
+    "PrepareResult",
+    "ValidationFailed",
+    "load_prepared",
+    "prepare_dataset",
+    "read_manifest",
+    "reuse_prepared",
+]
 
 
 @dataclass(frozen=True)
@@ -72,6 +80,7 @@ class PrepareResult:
     statistics: dict[str, int | float]  # the stats.json payload
     skipped_by_reason: dict[str, int] = field(default_factory=dict)  # a row with 2 reasons counts twice
     warnings: tuple[str, ...] = ()
+    notes: tuple[str, ...] = ()  # what preparation decided for the user, e.g. a validation split carved from train
     cached: bool = False  # the version already existed with the same inputs and options
 
     @property
@@ -104,14 +113,15 @@ class PrepareResult:
         if self.cached:
             lines.append(f"Up to date: {self.output_dir} was prepared from the same inputs and options.")
         lines.append(f"Checked {self.total_rows} rows: {kept} kept + {self.skipped_rows} skipped")
-        lines.append(f"  {'split':<8}{'files':>8}{'hours':>10}{'speakers':>10}")
+        lines.append(f"  {'split':<12}{'files':>8}{'hours':>10}{'speakers':>10}")
         for split in SPLITS:
-            lines.append(f"  {split:<8}{self.counts[split]:>8}{self.hours[split]:>10.3f}{self.speakers[split]:>10}")
+            lines.append(f"  {split:<12}{self.counts[split]:>8}{self.hours[split]:>10.3f}{self.speakers[split]:>10}")
         if self.skipped_rows:
             where = f" ({self.report_path} has each row's fix)" if self.report_path else ""
             lines.append(f"  skipped rows by reason{where}:")
             for reason, count in sorted(self.skipped_by_reason.items(), key=lambda item: (-item[1], item[0])):
                 lines.append(f"    {reason:<22}{count:>6}")
+        lines += [f"  note: {note}" for note in self.notes]
         lines += [f"  warning: {warning}" for warning in self.warnings]
         return "\n".join(lines)
 
@@ -128,195 +138,194 @@ class ValidationFailed(ValueError):
 
 
 def prepare_dataset(
-    csv_path: str | os.PathLike | None,
-    output_dir: str | os.PathLike | None,
+    options: PrepareOptions | PathLike | Sequence[PathLike] | None = None,
+    output_dir: PathLike | None = None,
+    /,
     *,
-    audio_root: str | os.PathLike | None = None,
     feature_extractor: AI2TextFeatureExtractor | None = None,
-    tone_placement: str = "classic",
-    num_proc: int | None = None,
-    min_duration: float = 0.5,
-    max_duration: float = 30.0,
-    batch_size: int = 64,
-    subsampling_factor: int = DEFAULT_SUBSAMPLING_FACTOR,
-    overwrite: bool = False,
     progress: bool = True,
-    hf_dataset: str | os.PathLike | None = None,
-    audio_column: str = "audio",
-    text_column: str = "text",
-    speaker_column: str | None = None,
-    allow_outside_root: bool = False,
-    duration_tolerance: float = Checks.duration_tolerance,
-    silence_db: float = Checks.silence_db,
-    max_clipped_share: float = Checks.max_clipped_share,
-    auto_split_ratios: str | Sequence[float] | None = None,
-    split_seed: int = 0,
-    on_the_fly: bool = False,
-    strict: bool = False,
-    validate_only: bool = False,
-    report_path: str | os.PathLike | None = None,
-    request: dict | None = None,
+    **values: Any,
 ) -> PrepareResult:
     """Validate every input row, featurise the good ones and save a self-describing dataset version.
 
-    The input is ``csv_path`` or, instead, ``hf_dataset`` (a local save_to_disk folder, parquet files or an
-    audiofolder, read through ``audio_column``/``text_column``/``speaker_column``). ``output_dir`` is the
-    version folder itself: built in a hidden sibling folder and renamed into place at the end, so an
-    interrupted run leaves nothing behind. If it exists with the same inputs and options, nothing is
-    recomputed (``result.cached``); with others it is refused unless ``overwrite``.
+    ``options`` is a :class:`PrepareOptions`; for short calls, the CSV(s) and the version folder may be given
+    instead, with any other option as a keyword: ``prepare_dataset("meta.csv", "data/processed/v1",
+    min_duration=1.0)``. The input is one or more metadata CSVs or a Hugging Face dataset folder
+    (``hf_dataset``). The version folder is built in a hidden sibling folder and renamed into place at the
+    end, so an interrupted run leaves nothing behind. If it exists with the same inputs and options, nothing
+    is recomputed (``result.cached``); with others it is refused unless ``overwrite``. ``feature_extractor``
+    (default: one built from the options' feature settings) decides the stored features.
 
     ``strict`` raises ``ValidationFailed`` and writes no dataset when any row has a problem;
     ``validate_only`` writes just the report to ``report_path`` (also a copy target in the other modes).
-    ``auto_split_ratios`` ("0.9,0.05,0.05") replaces the split column by a speaker-disjoint split.
-    ``subsampling_factor`` must match the model's: it decides which transcripts are too long for CTC.
-    ``request`` (the command's options) is recorded so an identical re-run can be answered by
-    ``reuse_prepared`` without computing the identity.
     """
-    if (csv_path is None) == (hf_dataset is None):
-        raise ValueError("Give exactly one input: a metadata CSV or a Hugging Face dataset folder.")
-    if validate_only and report_path is None:
+    options = _as_options(options, output_dir, values)
+    if bool(options.csv_paths) == (options.hf_dataset is not None):
+        raise ValueError("Give exactly one input: metadata CSV(s) (--csv) or a Hugging Face dataset folder.")
+    if options.validate_only and options.report_path is None:
         raise ValueError("validate_only writes only the report: give report_path (--report PATH).")
-    if not validate_only and output_dir is None:
+    if not options.validate_only and options.output_dir is None:
         raise ValueError("Give the dataset version folder to write (--output), or use validate_only.")
     if feature_extractor is None:
         from ..feature_extraction_ai2text import AI2TextFeatureExtractor
 
-        feature_extractor = AI2TextFeatureExtractor()
-    checks = Checks(
-        min_duration=min_duration,
-        max_duration=max_duration,
-        duration_tolerance=duration_tolerance,
-        silence_db=silence_db,
-        max_clipped_share=max_clipped_share,
-        subsampling_factor=subsampling_factor,
-    )
-    ratios = parse_split_ratios(auto_split_ratios) if auto_split_ratios is not None else None
-    audio_root = Path(audio_root).absolute() if audio_root is not None else None
-    report_path = Path(report_path).absolute() if report_path is not None else None
-    options = {
-        "tone_placement": tone_placement,
-        "allow_outside_root": allow_outside_root,
-        "auto_split": list(ratios) if ratios else None,
-        "split_seed": split_seed,
-        "store": "audio" if on_the_fly else "features",
-        "columns": {"audio": audio_column, "text": text_column, "speaker": speaker_column} if hf_dataset else None,
-    }
-    hf_dataset = Path(hf_dataset).absolute() if hf_dataset is not None else None
-    source, description = _read_source(csv_path, hf_dataset, audio_root)
+        feature_extractor = AI2TextFeatureExtractor(**options.feature_settings())
+    elif options.feature_settings():
+        raise ValueError("Give the feature settings (n_mels, pitch, ...) or a feature_extractor, not both.")
+    checks = options.checks()
+    ratios = parse_split_ratios(options.auto_split_ratios) if options.auto_split_ratios is not None else None
+    report_path = Path(options.report_path).absolute() if options.report_path is not None else None
+    hf_dataset = Path(options.hf_dataset).absolute() if options.hf_dataset is not None else None
+    settings = _content_settings(options, ratios)
+    source, description = _read_source(options)
     identity = {
         "format_version": FORMAT_VERSION,
         "ai2text_hf_version": __version__,
         "source": description,
-        "options": options,
+        "options": settings,
         "filters": asdict(checks),
         "feature_extractor": feature_extractor.to_dict(),
     }
 
-    if not validate_only:
-        output_dir = Path(output_dir).absolute()
-        inputs = [Path(csv_path).absolute()] if csv_path is not None else [hf_dataset]
-        inputs.append(source.root if source is not None else audio_root or hf_dataset)
-        if is_up_to_date(output_dir, identity, overwrite, inputs):
-            return _finish(_cached_result(output_dir, report_path), strict, progress)
+    if not options.validate_only:
+        output_dir = Path(options.output_dir).absolute()
+        inputs = [*options.csv_paths, *([hf_dataset] if hf_dataset else [])]
+        inputs += [root for root in options.audio_roots if root] or ([source.root] if source else [hf_dataset])
+        if is_up_to_date(output_dir, identity, options.overwrite, inputs):
+            return _finish(_cached_result(output_dir, report_path), options.strict, progress)
         output_dir.parent.mkdir(parents=True, exist_ok=True)
         workdir = Path(tempfile.mkdtemp(prefix=f".{output_dir.name}.partial-", dir=output_dir.parent))
     else:
         output_dir = None
         workdir = Path(tempfile.mkdtemp(prefix="ai2text-validate-"))
-    store = None if validate_only else options["store"]
+    store = None if options.validate_only else settings["store"]
     try:
         with _progress_bars(progress):
             if source is None:
                 source = read_hf_source(
                     hf_dataset,
-                    audio_column=audio_column,
-                    text_column=text_column,
-                    speaker_column=speaker_column,
-                    audio_root=audio_root,
+                    audio_column=options.audio_column,
+                    text_column=options.text_column,
+                    speaker_column=options.speaker_column,
+                    audio_root=options.audio_roots[0],
                     cache_dir=workdir / "hf-cache",
                 )
             if not source.rows:
                 raise ValueError(f"{hf_dataset} has no rows: nothing to prepare.")
             records = screen_rows(
                 source.rows,
-                root=source.root,
-                tone_placement=tone_placement,
-                allow_outside_root=allow_outside_root,
+                root=source.row_roots or source.root,
+                tone_placement=options.tone_placement,
+                allow_outside_root=options.allow_outside_root,
+                absolute_ok=source.absolute_ok,
+                relative_to=source.root,
                 extra_columns=source.extra_columns,
                 embedded=source.embedded,
                 check_splits=ratios is None,
             )
-            warnings = _assign_auto_split(source.rows, records, ratios, split_seed) if ratios else []
+            if ratios:
+                warnings, notes = _assign_auto_split(source.rows, records, ratios, options.split_seed), []
+            else:
+                warnings, notes = [], carve_validation(records, options.validation_from_train, options.split_seed)
             extras = [extra_column_name(name) for name in source.extra_columns]
             processed = _run_checks(
-                records, source.audio, feature_extractor, checks, store, extras, workdir, num_proc, batch_size
+                records,
+                source.audio,
+                feature_extractor,
+                checks,
+                store,
+                extras,
+                workdir,
+                options.num_proc,
+                options.batch_size,
             )
             table = processed.select_columns(["_reasons", "_fixes", "_digest", "split", *STAT_COLUMNS]).to_dict()
             flag_duplicate_audio(table["_reasons"], table["_fixes"], table["_digest"])
             kept = _kept_indices(table["_reasons"], table["split"])
-            result = _result(source.rows, table, kept, warnings, output_dir, report_path)
-            entries = _report_entries(source.rows, source.lines, table["_reasons"], table["_fixes"])
+            result = _result(source.rows, table, kept, warnings, notes, output_dir, report_path)
+            entries = _report_entries(source, table["_reasons"], table["_fixes"])
             if report_path is not None:
                 write_report(report_path, entries)
-            if (strict and result.skipped_rows) or validate_only:
-                return _finish(result, strict, progress)
+            if (options.strict and result.skipped_rows) or options.validate_only:
+                return _finish(result, options.strict, progress)
             staged = workdir / "version"
-            save_rows(processed, kept, [c for c in processed.column_names if c not in INTERNAL_COLUMNS], staged)
+            features = dataset_features(
+                feature_extractor.feature_dim, store, extras, sampling_rate=feature_extractor.sampling_rate
+            )
+            save_rows(processed, kept, features, staged)
         del processed  # release the memory-mapped cache files before they are deleted
         write_report(staged / "report.json", entries)
         write_json(staged / "stats.json", result.statistics)
-        columns = list(dataset_features(feature_extractor.feature_dim, options["store"], extras))
         run = {
-            "num_proc": num_proc,
-            "batch_size": batch_size,
-            "request": _request_fingerprint(request, description) if request is not None else None,
+            "num_proc": options.num_proc,
+            "batch_size": options.batch_size,
+            "request": _request_fingerprint(options.request(), description),
         }
-        write_json(staged / "manifest.json", _manifest(identity, result, columns, run))
+        manifest = _manifest(identity, result, features, source.root, run)
+        write_json(staged / "manifest.json", manifest)
+        write_dataset_card(staged / "README.md", manifest, features, options)
         publish(staged, output_dir, workdir / "previous")
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
-    return _finish(result, strict, progress)
+    return _finish(result, options.strict, progress)
 
 
-def reuse_prepared(
-    output_dir: str | os.PathLike,
-    request: dict,
-    *,
-    csv_path: str | os.PathLike | None = None,
-    hf_dataset: str | os.PathLike | None = None,
-    audio_root: str | os.PathLike | None = None,
-    report_path: str | os.PathLike | None = None,
-    strict: bool = False,
-    progress: bool = True,
-) -> PrepareResult | None:
-    """The earlier result when ``output_dir`` was prepared by this same ``request`` from unchanged inputs, else None.
+def reuse_prepared(options: PrepareOptions, *, progress: bool = True) -> PrepareResult | None:
+    """The earlier result when ``options.output_dir`` was prepared with these same options from unchanged
+    inputs, else None (always None with ``validate_only`` or ``overwrite``).
 
     The cheap path of an unchanged re-run: ``prepare_dataset``'s own cache check needs the feature extractor's
-    settings (hence torch and transformers, seconds of imports); the request and the re-read source
+    settings (hence torch and transformers, seconds of imports); the options and the re-read source
     description (CSV sha256 and audio file fingerprint) do not. On None, call ``prepare_dataset``: it decides.
     """
-    output_dir = Path(output_dir).absolute()
+    if options.validate_only or options.overwrite or options.output_dir is None:
+        return None
+    output_dir = Path(options.output_dir).absolute()
     manifest_path = output_dir / "manifest.json"
     if not manifest_path.is_file() or not (output_dir / "dataset_dict.json").is_file():
         return None
     recorded = json.loads(manifest_path.read_text(encoding="utf-8")).get("run", {}).get("request")
-    if recorded is None:
+    if recorded is None or recorded != _request_fingerprint(options.request(), _read_source(options)[1]):
         return None
-    audio_root = Path(audio_root).absolute() if audio_root is not None else None
-    hf_dataset = Path(hf_dataset).absolute() if hf_dataset is not None else None
-    if recorded != _request_fingerprint(request, _read_source(csv_path, hf_dataset, audio_root)[1]):
-        return None
-    report_path = Path(report_path).absolute() if report_path is not None else None
-    return _finish(_cached_result(output_dir, report_path), strict, progress)
+    report_path = Path(options.report_path).absolute() if options.report_path is not None else None
+    return _finish(_cached_result(output_dir, report_path), options.strict, progress)
 
 
-def _read_source(
-    csv_path: str | os.PathLike | None, hf_dataset: Path | None, audio_root: Path | None
-) -> tuple[Source | None, dict]:
-    """The CSV's rows (None for a Hugging Face dataset, read later) and the source's description."""
-    if hf_dataset is not None:
-        return None, {**describe_hf_source(hf_dataset), "audio_root": str(audio_root) if audio_root else None}
-    return read_csv_source(Path(csv_path).absolute(), audio_root)
+def _as_options(
+    options: PrepareOptions | PathLike | Sequence[PathLike] | None, output_dir: PathLike | None, values: dict
+) -> PrepareOptions:
+    """``options`` itself (with any keyword changes), or options made from the CSV(s), folder and keywords."""
+    if isinstance(options, PrepareOptions):
+        changes = {**values, **({"output_dir": output_dir} if output_dir is not None else {})}
+        return dataclasses.replace(options, **changes) if changes else options
+    return PrepareOptions(csv_path=options, output_dir=output_dir, **values)
+
+
+def _content_settings(options: PrepareOptions, ratios: Sequence[float] | None) -> dict[str, Any]:
+    """The options besides the thresholds and features that decide a version's content (the manifest's
+    ``options``)."""
+    columns = {"audio": options.audio_column, "text": options.text_column, "speaker": options.speaker_column}
+    return {
+        "tone_placement": options.tone_placement,
+        "allow_outside_root": options.allow_outside_root,
+        "auto_split": list(ratios) if ratios else None,
+        "split_seed": options.split_seed,
+        "validation_from_train": options.validation_from_train if ratios is None else None,
+        "store": "audio" if options.on_the_fly else "features",
+        "columns": columns if options.hf_dataset is not None else None,
+    }
+
+
+def _read_source(options: PrepareOptions) -> tuple[Source | None, dict]:
+    """The CSVs' rows (None for a Hugging Face dataset, read later) and the source's description."""
+    if options.hf_dataset is not None:
+        root = options.audio_roots[0]
+        path = Path(options.hf_dataset).absolute()
+        return None, {**describe_hf_source(path), "audio_root": str(root) if root else None}
+    parts = [read_csv_source(path, root) for path, root in zip(options.csv_paths, options.audio_roots)]
+    if len(parts) == 1:
+        return parts[0]
+    return combine_sources([part for part, _ in parts]), {"kind": "csvs", "parts": [d for _, d in parts]}
 
 
 def _request_fingerprint(request: dict, description: dict) -> str:
@@ -373,7 +382,7 @@ def _kept_indices(reasons: list[list[str]], splits: list[str]) -> dict[str, list
     return kept
 
 
-def _manifest(identity: dict, result: PrepareResult, columns: list[str], run: dict) -> dict:
+def _manifest(identity: dict, result: PrepareResult, features: datasets.Features, audio_root: Path, run: dict) -> dict:
     """Identity (what decides the content, hashed into ``fingerprint``) plus what a reader needs to know."""
     return {
         **identity,
@@ -381,7 +390,11 @@ def _manifest(identity: dict, result: PrepareResult, columns: list[str], run: di
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "normalizer": {"tone_placement": identity["options"]["tone_placement"]},
         "alphabet": list(VIETNAMESE_ALPHABET),
-        "columns": columns,
+        "columns": list(features),
+        "features": features.to_dict(),
+        # file_path is relative to this folder (absolute for a file outside it, as the CSV named it).
+        "audio_root": str(audio_root),
+        "splits": list(SPLITS),
         "counts": {
             **result.counts,
             "rows": result.total_rows,
@@ -390,13 +403,36 @@ def _manifest(identity: dict, result: PrepareResult, columns: list[str], run: di
             "skipped_by_reason": result.skipped_by_reason,
         },
         "warnings": list(result.warnings),
+        "notes": list(result.notes),
         "run": run,  # how it was computed; does not change the content
     }
 
 
+def carve_validation(records: list[dict], fraction: float, seed: int) -> list[str]:
+    """Without any validation row, move ``fraction`` of the train rows to validation, whole speakers at a time
+    (rows without a speaker id are their own group), chosen by the seeded speaker-disjoint split; the notes
+    saying what happened (for the report and the dataset card)."""
+    if not fraction or any(record["split"] == "validation" for record in records):
+        return []
+    train = [record for record in records if record["split"] == "train"]
+    groups = [record["speaker_id"] or f"\0row:{record['_path'] or record['id']}" for record in train]
+    for record, split in zip(train, auto_split(groups, (1 - fraction, fraction, 0.0), seed)):
+        record["split"] = split
+    moved = [record for record in train if record["split"] == "validation"]
+    switch = f"(--validation-from-train {fraction:g}; 0 turns this off)"
+    if not moved:
+        return [
+            f"No row is in the validation split and {len(train)} train row(s) are too few to carve {fraction:.0%} "
+            f"from {switch}: training needs one, so give rows split=validation or use --auto-split."
+        ]
+    speakers = {record["speaker_id"] for record in moved} - {""}
+    whom = f"{len(speakers)} whole speaker(s)" if speakers else "chosen by row: no speaker ids"
+    return [f"No row is in the validation split: {len(moved)} train row(s) ({whom}) became it {switch}."]
+
+
 def _assign_auto_split(rows: list[dict], records: list[dict], ratios: Sequence[float], seed: int) -> list[str]:
     """Set each record's split by the speaker-disjoint auto-split; warn when it replaces given splits."""
-    groups = [record["speaker_id"] or f"\0row:{record['file_path'] or record['id']}" for record in records]
+    groups = [record["speaker_id"] or f"\0row:{record['_path'] or record['id']}" for record in records]
     for record, split in zip(records, auto_split(groups, ratios, seed)):
         record["split"] = split
     given = sum(1 for row in rows if (row.get("split") or "").strip().lower() not in ("", "train"))
@@ -408,6 +444,7 @@ def _result(
     table: dict[str, list],
     kept: dict[str, list[int]],
     warnings: list[str],
+    notes: list[str],
     output_dir: Path | None,
     report_path: Path | None,
 ) -> PrepareResult:
@@ -426,6 +463,7 @@ def _result(
         statistics=statistics,
         skipped_by_reason=dict(Counter(code for codes in table["_reasons"] for code in codes)),
         warnings=tuple(warnings + ([overlap] if overlap else [])),
+        notes=tuple(notes),
     )
 
 
@@ -442,6 +480,7 @@ def _cached_result(output_dir: Path, report_path: Path | None) -> PrepareResult:
         statistics=json.loads((output_dir / "stats.json").read_text(encoding="utf-8")),
         skipped_by_reason=manifest["counts"]["skipped_by_reason"],
         warnings=tuple(manifest.get("warnings", [])),
+        notes=tuple(manifest.get("notes", [])),
         cached=True,
     )
 
@@ -454,20 +493,21 @@ def _finish(result: PrepareResult, strict: bool, progress: bool) -> PrepareResul
     return result
 
 
-def _report_entries(
-    rows: list[dict], lines: list[int] | None, reasons: list[list[str]], fixes: list[list[str]]
-) -> list[dict]:
-    """One entry per input row; ``line`` is the row's line in the CSV (rows of a dataset folder have none)."""
+def _report_entries(source: Source, reasons: list[list[str]], fixes: list[list[str]]) -> list[dict]:
+    """One entry per input row; ``line`` is the row's line in its CSV (rows of a dataset folder have none), and
+    ``csv`` names that CSV when several were combined."""
+    lines, several = source.lines, source.files is not None and len(set(source.files)) > 1
     return [
         {
             "row": number,
+            **({"csv": source.files[number - 1]} if several else {}),
             **({"line": lines[number - 1]} if lines else {}),
             "file_path": row.get("file_path") or "",
             "status": "skipped" if codes else "kept",
             "reasons": codes,
             "fix": " ".join(sentences),
         }
-        for number, (row, codes, sentences) in enumerate(zip(rows, reasons, fixes), start=1)
+        for number, (row, codes, sentences) in enumerate(zip(source.rows, reasons, fixes), start=1)
     ]
 
 

@@ -39,10 +39,32 @@ class Source:
 
     rows: list[Row]
     extra_columns: list[str]
-    root: Path  # relative paths resolve here; a path escaping it is refused
+    root: Path  # relative paths resolve here (a path escaping it is refused); stored paths are relative to it
     audio: datasets.Dataset | None = None  # one ``_audio`` column {"bytes", "path"}, or None
     embedded: list[bool] | None = None  # rows whose audio bytes are in ``audio``
     lines: list[int] | None = None  # the CSV line of each row (a CSV source only)
+    row_roots: list[Path] | None = None  # each row's own root when sources were combined (else ``root``)
+    absolute_ok: list[bool] | bool = False  # absolute paths taken as written: no audio root was given
+    files: list[str] | None = None  # the CSV of each row, when several were combined
+
+
+def combine_sources(parts: list[Source]) -> Source:
+    """Several CSV sources as one: rows in order, each keeping its own root; stored paths are relative to the
+    folder the roots share."""
+    if len(parts) == 1:
+        return parts[0]
+    rows = [row for part in parts for row in part.rows]
+    per_row = [(part, row) for part in parts for row in part.rows]
+    extras = list(dict.fromkeys(name for part in parts for name in part.extra_columns))
+    return Source(
+        rows=rows,
+        extra_columns=extras,
+        root=Path(os.path.commonpath([str(part.root) for part in parts])),
+        lines=[line for part in parts for line in part.lines or []],
+        row_roots=[part.root for part, _ in per_row],
+        absolute_ok=[bool(part.absolute_ok) for part, _ in per_row],
+        files=[name for part in parts for name in part.files or []],
+    )
 
 
 def sha256_file(path: Path) -> str:
@@ -134,7 +156,11 @@ def _unclosed_quote(csv_path: Path, line: int, until: int | None, error: csv.Err
 
 
 def read_csv_source(csv_path: Path, audio_root: Path | None) -> tuple[Source, dict]:
-    """The CSV's rows and its description (content sha256 + a fingerprint of the audio files it names)."""
+    """The CSV's rows and its description (content sha256 + a fingerprint of the audio files it names).
+
+    Without ``audio_root``, relative paths resolve against the CSV's folder and absolute ones are taken as
+    written (importers write those for a corpus outside the CSV's folder); with it, every path must lie under it.
+    """
     rows, header, lines = read_metadata(csv_path)
     root = audio_root or csv_path.parent
     paths = [resolve_path(row.get("file_path") or "", root, True)[0] for row in rows]
@@ -146,7 +172,15 @@ def read_csv_source(csv_path: Path, audio_root: Path | None) -> tuple[Source, di
         "audio_files_sha256": files_fingerprint(paths),
     }
     extras = [name for name in header if name and name not in METADATA_COLUMNS]
-    return Source(rows=rows, extra_columns=extras, root=root, lines=lines), description
+    source = Source(
+        rows=rows,
+        extra_columns=extras,
+        root=root,
+        lines=lines,
+        absolute_ok=audio_root is None,
+        files=[str(csv_path)] * len(rows),
+    )
+    return source, description
 
 
 # ---------------------------------------------------------------------------------------------------

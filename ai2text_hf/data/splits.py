@@ -1,6 +1,6 @@
-"""Train/val/test assignment: a deterministic speaker-disjoint auto-split, and the speaker-overlap warning.
+"""Train/validation/test assignment: a deterministic speaker-disjoint auto-split, and the speaker-overlap warning.
 
-A speaker heard in training makes val/test scores optimistic, so ``auto_split`` keeps every speaker in
+A speaker heard in training makes validation/test scores optimistic, so ``auto_split`` keeps every speaker in
 one split. Speakers are visited in an order given by a seeded hash of their id, never by CSV order, and
 each goes to the split furthest below its share so far: the same speakers, utterance counts and seed give
 the same split however the rows are ordered, and the shares track the ratios as closely as whole
@@ -17,14 +17,16 @@ from .validation import SPLITS
 
 
 def parse_split_ratios(value: str | Sequence[float]) -> tuple[float, float, float]:
-    """``"0.9,0.05,0.05"`` (or a sequence) → train/val/test shares, checked to be ≥ 0 and sum to 1."""
+    """``"0.9,0.05,0.05"`` (or a sequence) → train/validation/test shares, checked to be ≥ 0 and sum to 1."""
     parts = value.split(",") if isinstance(value, str) else list(value)
     try:
         ratios = tuple(float(part) for part in parts)
     except ValueError as error:
         raise ValueError(f"Auto-split ratios must be numbers like 0.9,0.05,0.05, not {value!r}.") from error
     if len(ratios) != 3 or min(ratios) < 0 or abs(sum(ratios) - 1) > 1e-6:
-        raise ValueError(f"Auto-split needs three shares train,val,test that are >= 0 and sum to 1, not {value!r}.")
+        raise ValueError(
+            f"Auto-split needs three shares train,validation,test that are >= 0 and sum to 1, not {value!r}."
+        )
     return ratios  # type: ignore[return-value]
 
 
@@ -44,9 +46,9 @@ def auto_split(groups: Sequence[str], ratios: Sequence[float], seed: int = 0) ->
 
 
 def speaker_overlap_warning(speakers: Sequence[str], splits: Sequence[str]) -> str | None:
-    """A warning naming speakers of the train split who also occur in val or test.
+    """A warning naming speakers of the train split who also occur in validation or test.
 
-    Only overlap with train makes scores optimistic; a speaker shared by val and test does not (empty
+    Only overlap with train makes scores optimistic; a speaker shared by validation and test does not (empty
     speaker ids are ignored).
     """
     seen_in: dict[str, set[str]] = {}
@@ -59,6 +61,6 @@ def speaker_overlap_warning(speakers: Sequence[str], splits: Sequence[str]) -> s
     shown = ", ".join(f"{name} ({'/'.join(s for s in SPLITS if s in seen_in[name])})" for name in shared[:3])
     more = f" and {len(shared) - 3} more" if len(shared) > 3 else ""
     return (
-        f"{len(shared)} train speaker(s) also occur in val or test: {shown}{more}. Scores on val/test will be "
+        f"{len(shared)} train speaker(s) also occur in validation or test: {shown}{more}. Scores on them will be "
         "optimistic for them; use --auto-split for a speaker-disjoint split."
     )

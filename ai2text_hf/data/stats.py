@@ -1,19 +1,19 @@
 """Statistics of a prepared dataset version: what ``stats.json`` holds and ``ai2text stats`` prints.
 
-The guide's "Verify Data" step, on our API::
+The old system's "Verify Data" step, on our API::
 
     from ai2text_hf.data import dataset_statistics
 
     stats = dataset_statistics("data/processed/v1")
     print("Dataset Statistics:")
     print(f"Train: {stats.get('train_files', 0)} files")
-    print(f"Val: {stats.get('val_files', 0)} files")
+    print(f"Validation: {stats.get('validation_files', 0)} files")
     print(f"Test: {stats.get('test_files', 0)} files")
 
 Keys are flat (``<split>_<name>``) so dashboards and shell tools read them without nesting. Per split:
 ``files``, ``hours``, ``speakers``, ``mean/min/max_duration`` (s), ``chars_per_second`` (label characters,
 spaces included, per second of audio: what CTC must emit), ``alphabet_coverage`` (share of the 93-letter
-Vietnamese alphabet that occurs) and, for val/test, ``vocab_coverage`` (share of their running syllables
+Vietnamese alphabet that occurs) and, for validation/test, ``vocab_coverage`` (share of their running syllables
 that also occur in train: a low value means the test measures words the model never heard).
 """
 
@@ -82,12 +82,12 @@ def format_statistics(stats: Mapping[str, int | float]) -> str:
         ("alphabet", "alphabet_coverage", "{:>9.1%}"),
         ("in train", "vocab_coverage", "{:>9.1%}"),
     ]
-    lines = [f"{'split':<7}" + "".join(f"{title:>9}" for title, _, _ in columns)]
+    lines = [f"{'split':<11}" + "".join(f"{title:>9}" for title, _, _ in columns)]
     for split in SPLITS:
         cells = [
             fmt.format(stats[f"{split}_{key}"]) if f"{split}_{key}" in stats else f"{'-':>9}" for _, key, fmt in columns
         ]
-        lines.append(f"{split:<7}" + "".join(cells))
+        lines.append(f"{split:<11}" + "".join(cells))
     lines.append(
         f"total: {stats['total_files']} files, {stats['total_hours']:.3f} hours"
         + (f"; {stats['skipped_rows']} input rows skipped" if "skipped_rows" in stats else "")

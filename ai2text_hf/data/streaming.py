@@ -26,6 +26,7 @@ from .sources import read_csv_source
 from .validation import (
     INTERNAL_COLUMNS,
     Checks,
+    check_split,
     dataset_features,
     extra_column_name,
     internal_features,
@@ -61,9 +62,11 @@ def stream_dataset(
         root=source.root,
         tone_placement=tone_placement,
         allow_outside_root=allow_outside_root,
+        absolute_ok=source.absolute_ok,
         extra_columns=source.extra_columns,
     )
     if split is not None:
+        split = check_split(split)[0]  # "val" finds the rows of "validation", as in a prepared version
         records = [record for record in records if record["split"] == split]
     if not records:
         raise ValueError(f"{csv_path} has no rows" + (f" in split {split!r}" if split else "") + ": nothing to stream.")

@@ -260,9 +260,7 @@ def _check_voices(binary: str, config: SynthConfig) -> None:
     """espeak-ng silently falls back to the plain voice for an unknown variant, so check names up front."""
     variants = set(re.findall(r"!v/(\S+)", _run(binary, "--voices=variant")))
     voices = {line.split()[1] for line in _run(binary, "--voices").splitlines()[1:] if len(line.split()) > 1}
-    missing = [v for v in config.voices if v not in voices] + [
-        v for v in config.variants if v not in variants
-    ]
+    missing = [v for v in config.voices if v not in voices] + [v for v in config.variants if v not in variants]
     if missing:
         raise ValueError(f"espeak-ng does not know these voices/variants: {', '.join(missing)}")
 
@@ -324,9 +322,7 @@ def _assign(
 ) -> list[tuple[int, VoiceSetting]]:
     """Give each sentence ``renditions`` distinct settings, rotating dialects so that they stay balanced."""
     if renditions > len(pool):
-        raise ValueError(
-            f"{renditions} renditions per sentence but only {len(pool)} voice settings available"
-        )
+        raise ValueError(f"{renditions} renditions per sentence but only {len(pool)} voice settings available")
     dialects = [v for v in voices if any(s.voice == v for s in pool)]
     cyclers = {v: _Cycler([s for s in pool if s.voice == v], rng) for v in dialects}
     assigned = []
@@ -381,9 +377,7 @@ def _plan(sentences: list[str], config: SynthConfig) -> tuple[list[_Job], dict[s
     for split in SPLITS:
         rng = random.Random(f"{config.seed}:{split}")
         conditions_rng = random.Random(f"{config.seed}:{split}:conditions")
-        for sentence_id, setting in _assign(
-            split_ids[split], renditions[split], pools[split], config.voices, rng
-        ):
+        for sentence_id, setting in _assign(split_ids[split], renditions[split], pools[split], config.voices, rng):
             conditions = _draw_conditions(config, conditions_rng)
             jobs.append(_Job(sentence_id, sentences[sentence_id], setting, split, conditions))
     settings = {"train": len(train_pool), "reserved_for_val_test": len(reserved_pool)}
@@ -503,14 +497,11 @@ def synthesize_corpus(
         "sentences": {split: len({j.sentence_id for j in jobs if j.split == split}) for split in SPLITS},
         "utterances": {split: sum(j.split == split for j in jobs) for split in SPLITS},
         "hours": {
-            split: round(sum(d for j, d in zip(jobs, durations) if j.split == split) / 3600, 3)
-            for split in SPLITS
+            split: round(sum(d for j, d in zip(jobs, durations) if j.split == split) / 3600, 3) for split in SPLITS
         },
         "voice_settings": settings,
     }
-    (output_dir / "synth.json").write_text(
-        json.dumps(summary, indent=2, ensure_ascii=False) + "\n", encoding="utf-8"
-    )
+    (output_dir / "synth.json").write_text(json.dumps(summary, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     with metadata_path.open("w", encoding="utf-8", newline="") as f:
         writer = csv.writer(f, lineterminator="\n")
         writer.writerow(METADATA_COLUMNS)

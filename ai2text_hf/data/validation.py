@@ -29,16 +29,25 @@ from .audio import (
     AudioSource,
     audio_info,
     decode_audio,
+    encode_wave,
     featurize_batch,
     rms_dbfs,
 )
+from .options import Checks
 
 if TYPE_CHECKING:  # torch loads only where features are computed: a cache-hit prepare never needs it
     from ..feature_extraction_ai2text import AI2TextFeatureExtractor
 
-SPLITS = ("train", "val", "test")
+SPLITS = ("train", "validation", "test")
 #: Accepted spellings of the split column (lower-cased, stripped); an empty cell means train.
-SPLIT_ALIASES = {"": "train", "train": "train", "val": "val", "validation": "val", "dev": "val", "test": "test"}
+SPLIT_ALIASES = {
+    "": "train",
+    "train": "train",
+    "validation": "validation",
+    "val": "validation",
+    "dev": "validation",
+    "test": "test",
+}
 
 # Stable reason codes: scripts and the CLI match on them, so never rename one.
 MALFORMED_ROW = "malformed_row"
@@ -66,31 +75,22 @@ REASONS = (
 BASE_COLUMNS = ("id", "file_path", "transcript", "text", "duration", "speaker_id", "split")
 #: Where the audio goes in each storage mode: precomputed log-mels, or 16 kHz audio for on-the-fly features.
 STORE_COLUMNS = {"features": "input_features", "audio": "audio"}
-#: Bookkeeping columns that live only while preparing.
-INTERNAL_COLUMNS = ("_declared", "_reasons", "_fixes", "_digest")
+#: Bookkeeping columns that live only while preparing (``_path``: the file's absolute path, read by the checks).
+INTERNAL_COLUMNS = ("_path", "_declared", "_reasons", "_fixes", "_digest")
 AUDIO_BYTES_COLUMN = "_audio"  # {"bytes", "path"} of audio embedded in a Hugging Face dataset
 
 Problem = tuple[str, str]
 
 
-@dataclass(frozen=True)
-class Checks:
-    """Thresholds of the audio checks, recorded in the manifest (``filters``) with the dataset.
+def dataset_features(
+    feature_dim: int, store: str | None, extra_columns: Sequence[str] = (), sampling_rate: int | None = None
+) -> datasets.Features:
+    """The saved schema, the same for every split (empty ones too) so splits concatenate and load alike.
 
-    ``subsampling_factor`` must match the model's convolutional front end: it decides which transcripts
-    have more labels than the model has output frames (CTC can only give such a row an infinite loss).
+    Stored audio is a ``datasets.Audio`` feature (WAV bytes of the 16 kHz float32 samples, lossless) when
+    ``sampling_rate`` is given; without it, the same Arrow storage as a plain struct, which ``Dataset.map`` can
+    write without datasets' audio encoder (torchcodec, not a dependency: ``encode_wave`` writes the bytes).
     """
-
-    min_duration: float = 0.5
-    max_duration: float = 30.0
-    duration_tolerance: float = 0.1  # seconds a declared duration may differ from the measured one
-    silence_db: float = -60.0  # RMS (dBFS) below which a clip counts as silent
-    max_clipped_share: float = 0.01  # share of samples at full scale above which a clip counts as clipped
-    subsampling_factor: int = 4
-
-
-def dataset_features(feature_dim: int, store: str, extra_columns: Sequence[str] = ()) -> datasets.Features:
-    """The saved schema, the same for every split (empty ones too) so splits concatenate and load alike."""
     columns: dict[str, datasets.features.FeatureType] = {name: datasets.Value("string") for name in BASE_COLUMNS}
     columns["duration"] = datasets.Value("float64")
     columns.update({name: datasets.Value("string") for name in extra_columns})
@@ -98,12 +98,17 @@ def dataset_features(feature_dim: int, store: str, extra_columns: Sequence[str] 
         # Variable first dim: one contiguous block per utterance, read back as numpy/torch without copies.
         columns["input_features"] = datasets.Array2D(shape=(None, feature_dim), dtype="float32")
     elif store == "audio":
-        columns["audio"] = datasets.List(datasets.Value("float32"))
+        columns["audio"] = (
+            datasets.Audio(sampling_rate=sampling_rate, decode=False)
+            if sampling_rate
+            else {"bytes": datasets.Value("binary"), "path": datasets.Value("string")}
+        )
     return datasets.Features(columns)
 
 
 def internal_features() -> dict[str, datasets.features.FeatureType]:
     return {
+        "_path": datasets.Value("string"),
         "_declared": datasets.Value("float64"),
         "_reasons": datasets.List(datasets.Value("string")),
         "_fixes": datasets.List(datasets.Value("string")),
@@ -125,7 +130,7 @@ def extra_column_name(name: str) -> str:
 def check_split(value: str) -> tuple[str, Problem | None]:
     split = SPLIT_ALIASES.get(value.strip().lower())
     if split is None:
-        return value, (UNKNOWN_SPLIT, f"Set split to train, val (or validation/dev) or test, not {value!r}.")
+        return value, (UNKNOWN_SPLIT, f"Set split to train, validation (or val/dev) or test, not {value!r}.")
     return split, None
 
 
@@ -157,15 +162,21 @@ def check_text(transcript: str, text: str) -> Problem | None:
     return None
 
 
-def resolve_path(given: str, root: Path, allow_outside_root: bool) -> tuple[str, Problem | None]:
+def resolve_path(
+    given: str, root: Path, allow_outside_root: bool, absolute_ok: bool = False
+) -> tuple[str, Problem | None]:
     """Absolute path of a CSV path, refused when it escapes ``root`` (``../../etc/passwd``, ``/elsewhere``).
 
     Judged twice: on the path as written (``..``) and on the file it finally is (a symlink under the root
-    pointing outside it escapes too). A path whose file exists under the other Unicode normalisation (NFC
+    pointing outside it escapes too). ``absolute_ok``: an absolute path is taken as written (the CSV names
+    the file explicitly and no audio root was given to confine it); relative paths must still stay under
+    ``root``. A path whose file exists under the other Unicode normalisation (NFC
     against NFD: macOS writes decomposed names) resolves to that file.
     """
     path = _existing_spelling(os.path.abspath(root / os.path.expanduser(given.strip())))
     written_inside = _inside(path, str(root))
+    if absolute_ok and os.path.isabs(os.path.expanduser(given.strip())):
+        return path, None
     if allow_outside_root or (written_inside and _inside(os.path.realpath(path), os.path.realpath(root))):
         return path, None
     link = f" (it is a link to {os.path.realpath(path)})" if written_inside else ""
@@ -200,18 +211,25 @@ def ctc_min_frames(labels: Sequence) -> int:
 def screen_rows(
     rows: Sequence[dict[str, str | None]],
     *,
-    root: Path,
+    root: Path | Sequence[Path],
     tone_placement: str,
     allow_outside_root: bool,
+    absolute_ok: bool | Sequence[bool] = False,
+    relative_to: Path | None = None,
     extra_columns: Sequence[str] = (),
     embedded: Sequence[bool] | None = None,
     check_splits: bool = True,
 ) -> list[dict]:
     """Text-level checks of every row, giving the records the audio map starts from.
 
-    ``embedded[i]`` marks a row whose audio bytes travel with it (Hugging Face input): its path is a
-    label, not a file to check. ``check_splits`` is off when an auto-split will replace the split column.
+    ``root`` and ``absolute_ok`` (see ``resolve_path``) are one for all rows or one per row (several CSVs).
+    Each record's ``file_path`` is stored relative to ``relative_to`` when the file lies under it (absolute
+    otherwise, and as resolved without ``relative_to``); ``_path`` is always absolute. ``embedded[i]`` marks a
+    row whose audio bytes travel with it (Hugging Face input): its path is a label, not a file to check.
+    ``check_splits`` is off when an auto-split will replace the split column.
     """
+    roots = [root] * len(rows) if isinstance(root, Path) else list(root)
+    trusted = [absolute_ok] * len(rows) if isinstance(absolute_ok, bool) else list(absolute_ok)
     records = []
     ids = unique_ids([(row.get("file_path") or "").strip() for row in rows])
     first_row: dict[tuple[str, str], int] = {}
@@ -229,11 +247,12 @@ def screen_rows(
             text = normalize_text(transcript, tone_placement=tone_placement)
             declared, duration_problem = check_declared_duration(row.get("duration") or "")
             problems += [split_problem, duration_problem, check_text(transcript, text)]
-        file_path = given
+        path = file_path = given
         if given and not (embedded and embedded[number - 1]):
-            file_path, path_problem = resolve_path(given, root, allow_outside_root)
+            path, path_problem = resolve_path(given, roots[number - 1], allow_outside_root, trusted[number - 1])
+            file_path = _stored_path(path, relative_to)
             problems.append(path_problem)
-            earlier = first_row.setdefault((file_path, text), number)
+            earlier = first_row.setdefault((path, text), number)
             if earlier != number and text:
                 problems.append((DUPLICATE_ROW, f"The row repeats row {earlier} (same file and transcript): drop it."))
         found = [problem for problem in problems if problem is not None]
@@ -246,6 +265,7 @@ def screen_rows(
                 "speaker_id": (row.get("speaker_id") or "").strip(),
                 "split": split,
                 **{extra_column_name(name): row.get(name) or "" for name in extra_columns},
+                "_path": path,
                 "_declared": declared,
                 "_reasons": [code for code, _ in found],
                 "_fixes": [fix for _, fix in found],
@@ -253,6 +273,12 @@ def screen_rows(
             }
         )
     return records
+
+
+def _stored_path(path: str, relative_to: Path | None) -> str:
+    if relative_to is not None and _inside(path, str(relative_to)):
+        return os.path.relpath(path, relative_to)
+    return path
 
 
 def unique_ids(paths: Sequence[str]) -> list[str]:
@@ -342,7 +368,10 @@ def _check_audio(
         )
         problems.append((CLIPPED, fix))
     needed = ctc_min_frames(text)
-    available = int(feature_extractor.num_frames(len(decoded.wave))) // checks.subsampling_factor
+    # Imported here: the config module loads transformers, which a cache-hit prepare must not pay for.
+    from ..configuration_ai2text import subsampled_length
+
+    available = subsampled_length(int(feature_extractor.num_frames(len(decoded.wave))), checks.subsampling_factor)
     if needed > available:
         fix = (
             f"The transcript needs {needed} output frames but {duration:.2f} s of audio gives {available}: "
@@ -375,9 +404,7 @@ def process_batch(
     fixes = [list(sentences) for sentences in batch["_fixes"]]
     embedded = batch.get(AUDIO_BYTES_COLUMN) or [None] * len(reasons)
     verdicts = []
-    for i, (path, text, declared, audio) in enumerate(
-        zip(batch["file_path"], batch["text"], batch["_declared"], embedded)
-    ):
+    for i, (path, text, declared, audio) in enumerate(zip(batch["_path"], batch["text"], batch["_declared"], embedded)):
         if OUTSIDE_ROOT in reasons[i]:  # refused: never even open it
             verdict = _AudioVerdict([])
         elif audio and audio.get("bytes") is not None:
@@ -398,8 +425,13 @@ def process_batch(
     if store is not None:
         kept = [i for i, v in enumerate(verdicts) if v.wave is not None]
         waves = [verdicts[i].wave for i in kept]
-        values = featurize_batch(waves, feature_extractor) if store == "features" else waves
-        empty = np.zeros((0, feature_extractor.feature_dim) if store == "features" else 0, dtype=np.float32)
+        if store == "features":
+            values = featurize_batch(waves, feature_extractor)
+            empty = np.zeros((0, feature_extractor.feature_dim), dtype=np.float32)
+        else:
+            rate = feature_extractor.sampling_rate
+            values = [{"bytes": encode_wave(w, rate), "path": batch["file_path"][i]} for i, w in zip(kept, waves)]
+            empty = None
         column = [empty] * len(verdicts)
         for i, value in zip(kept, values):
             column[i] = value

@@ -2,10 +2,15 @@
 
 A version folder holds::
 
-    dataset_dict.json, train/, val/, test/   DatasetDict.save_to_disk (every split present, maybe empty)
+    dataset_dict.json, train/, validation/, test/   DatasetDict.save_to_disk (every split present, maybe empty)
     report.json      one entry per input row, in order: kept/skipped, reason codes, how to fix
     stats.json       flat statistics per split (see ``ai2text_hf.data.stats``)
-    manifest.json    source checksums, every option, feature settings, package version, counts
+    manifest.json    source checksums, every option, feature settings, package version, counts, and the
+                     ``audio_root`` that each row's ``file_path`` is relative to
+    README.md        the dataset card: columns, features, counts per split, the options it was prepared with
+
+Versions of format 1 (before the rename) hold ``val/`` instead of ``validation/`` and absolute paths: they
+load as they are, and ``resolve_split`` (used by ``load_prepared``'s splits) finds either name.
 
 A version is immutable: preparing into it again with the same inputs and options is a cache hit, and
 with anything different it is refused unless the caller asks to overwrite. The manifest's
@@ -17,7 +22,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
 import datasets
@@ -27,13 +32,26 @@ from datasets.arrow_writer import ArrowWriter
 
 from .. import __version__
 
-#: Bumped when the folder layout or columns change incompatibly, so old versions are refused, not misread.
-FORMAT_VERSION = 1
+#: Bumped when the folder layout or columns change, so a version is never misread. 2: the ``validation`` split
+#: (was ``val``), ``file_path`` relative to the manifest's ``audio_root``, audio as ``datasets.Audio``, README.md.
+FORMAT_VERSION = 2
+#: Formats this version reads: format 1 folders load as they are (``resolve_split`` finds their ``val``).
+READABLE_FORMATS = (1, 2)
 #: Manifest entries that decide a version's content; their hash is the manifest's ``fingerprint``.
 IDENTITY_KEYS = ("format_version", "ai2text_hf_version", "source", "options", "filters", "feature_extractor")
 #: Everything a version folder holds: a folder with anything else in it is not ours to replace.
 VERSION_ENTRIES = frozenset(
-    {"dataset_dict.json", "train", "val", "test", "report.json", "stats.json", "manifest.json"}
+    {
+        "dataset_dict.json",
+        "train",
+        "validation",
+        "val",
+        "test",
+        "report.json",
+        "stats.json",
+        "manifest.json",
+        "README.md",
+    }
 )
 
 
@@ -48,23 +66,66 @@ def read_manifest(path: str | os.PathLike) -> dict:
         )
     manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
     version = manifest.get("format_version")
-    if version != FORMAT_VERSION:
+    if version not in READABLE_FORMATS:
         raise ValueError(
-            f"{path} was prepared in format {version}, this ai2text-hf ({__version__}) reads format "
-            f"{FORMAT_VERSION}: re-run `ai2text prepare ...` to rebuild it."
+            f"{path} was prepared in format {version}, this ai2text-hf ({__version__}) reads formats "
+            f"{', '.join(map(str, READABLE_FORMATS))}: re-run `ai2text prepare ...` to rebuild it."
         )
     return manifest
 
 
-def load_prepared(path: str | os.PathLike) -> datasets.DatasetDict:
-    """The train/val/test DatasetDict of a prepared version (memory-mapped, nothing loaded eagerly)."""
+class PreparedDatasetDict(datasets.DatasetDict):
+    """The splits of a prepared version, where ``validation`` and ``val`` name the same split (``resolve_split``):
+    code written for either name reads versions prepared before and after the rename."""
+
+    def __getitem__(self, name: object) -> datasets.Dataset:
+        return super().__getitem__(resolve_split(self.keys(), name) if isinstance(name, str) else name)
+
+    def __contains__(self, name: object) -> bool:
+        try:
+            resolve_split(self.keys(), name)  # type: ignore[arg-type]
+        except (ValueError, TypeError):
+            return False
+        return True
+
+
+def load_prepared(path: str | os.PathLike) -> PreparedDatasetDict:
+    """The train/validation/test splits of a prepared version (memory-mapped, nothing loaded eagerly)."""
     read_manifest(path)
     if not (Path(path) / "dataset_dict.json").is_file():
         raise FileNotFoundError(
             f"{path} has a manifest but no dataset_dict.json: the version is incomplete, re-run "
             "`ai2text prepare ...` with overwrite."
         )
-    return datasets.load_from_disk(str(path))
+    return PreparedDatasetDict(datasets.load_from_disk(str(path)))
+
+
+def audio_file(manifest: Mapping, file_path: str) -> Path:
+    """The audio file a prepared row's ``file_path`` names: relative to the manifest's ``audio_root`` (absolute
+    in versions of format 1, and for files outside the root)."""
+    return Path(manifest.get("audio_root") or "/") / file_path
+
+
+#: Names of the held-out split that picks the checkpoint: ``validation`` (datasets' and the HF examples' name) and
+#: ``val``, which versions prepared before the rename hold.
+VALIDATION_NAMES = ("validation", "val")
+
+
+def resolve_split(dataset_dict: Mapping[str, object] | Iterable[str], name: str) -> str:
+    """The key of ``dataset_dict`` (or of a list of split names) that holds the split asked for as ``name``;
+    ``val`` and ``validation`` find each other, so folders prepared before the rename keep working.
+
+    Raises:
+        ValueError: no such split, naming the splits there are.
+    """
+    names = list(dataset_dict.keys() if isinstance(dataset_dict, Mapping) else dataset_dict)
+    if name in names:
+        return name
+    if name in VALIDATION_NAMES:
+        for candidate in VALIDATION_NAMES:
+            if candidate in names:
+                return candidate
+    raise ValueError(f"No split {name!r} in this dataset: it has {', '.join(names) or 'none'}.")
 
 
 def fingerprint(identity: dict) -> str:
@@ -149,8 +210,10 @@ def save_dataset_dict(dataset: datasets.DatasetDict, path: Path) -> None:
     dataset.save_to_disk(str(path), num_shards=empty_splits)
 
 
-def save_rows(dataset: datasets.Dataset, rows: dict[str, list[int]], columns: list[str], path: Path) -> None:
-    """Save ``rows`` of ``dataset`` (per split, ascending) as a DatasetDict folder, reading it a batch at a time.
+def save_rows(dataset: datasets.Dataset, rows: dict[str, list[int]], features: datasets.Features, path: Path) -> None:
+    """Save ``rows`` of ``dataset`` (per split, ascending) with the columns and types of ``features`` as a
+    DatasetDict folder, reading it a batch at a time. A feature may differ from the dataset's in type only where
+    the Arrow storage is the same (``datasets.Audio`` over the ``{"bytes", "path"}`` struct ``map`` wrote).
 
     ``dataset.select(rows).save_to_disk(...)`` reads every row through the Arrow file's memory map, and each
     page it touches stays in the process's resident set until the map closes: peak RSS grew by the size of
@@ -161,14 +224,13 @@ def save_rows(dataset: datasets.Dataset, rows: dict[str, list[int]], columns: li
     """
     if dataset._indices is not None or not dataset.cache_files:
         raise ValueError("save_rows reads the dataset's cache files directly: give an unindexed, on-disk dataset")
-    selected = dataset.select_columns(columns)
-    save_dataset_dict(datasets.DatasetDict({split: selected.select([]) for split in rows}), path)
+    columns = list(features)
+    empty = datasets.Dataset.from_dict({name: [] for name in columns}, features=features)
+    save_dataset_dict(datasets.DatasetDict({split: empty for split in rows}), path)
     owner = np.full(len(dataset), -1, dtype=np.int64)
     for number, indices in enumerate(rows.values()):
         owner[np.asarray(indices, dtype=np.int64)] = number
-    writers = [
-        ArrowWriter(features=selected.features, path=str(path / split / "data-00000-of-00001.arrow")) for split in rows
-    ]
+    writers = [ArrowWriter(features=features, path=str(path / split / "data-00000-of-00001.arrow")) for split in rows]
     offset = 0
     for cache in dataset.cache_files:
         with pa.OSFile(cache["filename"]) as source:

@@ -1,10 +1,11 @@
-"""CTC prefix beam search on torchaudio's ``ctc_decoder`` (flashlight-text), with an optional syllable
-n-gram LM and hotwords; and :class:`DecodingOptions`, which picks greedy or beam search.
+"""CTC prefix beam search with an optional syllable n-gram LM and hotwords, and :class:`DecodingOptions`, which
+picks greedy or beam search and, by default, the model folder's own LM (``<model>/language_model/``).
 
-Without LM or hotwords the search runs entirely in flashlight's C++ code. With them, the scores come
-from :class:`~.scorer.WordScorer`, a Python ``CTCDecoderLM`` called once per candidate token, which is
-why ``token_beam`` (tokens tried per frame, by acoustic score) is small by default: CTC posteriors are
-peaky, and the few best tokens of a frame hold nearly all of its mass.
+The search and the LM scorer live in the model files' ``language_model_ai2text.py`` (they travel to the Hub with
+the model, so its remote-code pipeline decodes like this package). Without LM or hotwords the search runs
+entirely in flashlight's C++ code. With them, the scores come from its ``WordScorer``, a Python ``CTCDecoderLM``
+called once per candidate token, which is why ``token_beam`` (tokens tried per frame, by acoustic score) is small
+by default: CTC posteriors are peaky, and the few best tokens of a frame hold nearly all of its mass.
 """
 
 from __future__ import annotations
@@ -13,20 +14,30 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
-from torchaudio.models.decoder import ctc_decoder
 
+from ..language_model_ai2text import (
+    DEFAULT_BEAM_THRESHOLD,
+    DEFAULT_BEAM_WIDTH,
+    DEFAULT_LM_WEIGHT,
+    DEFAULT_TOKEN_BEAM,
+    DEFAULT_WORD_SCORE,
+    LM_FOLDER,
+    LexiconFreeBeamSearch,
+    WordScorer,
+    check_vocabulary,
+    tuned_weights,
+)
 from ..tokenization_ai2text import AI2TextTokenizer
 from .core import CTCDecoder
 from .greedy import GreedyDecoder
 from .hotwords import DEFAULT_HOTWORD_WEIGHT, Hotwords
-from .lm import resolve_arpa, tuned_weights
-from .scorer import WordScorer
+from .lm import ARPA_NAME, resolve_arpa
 
-DEFAULT_BEAM_WIDTH = 10
-# Untuned LM weights: the best pair on the first demo model's val split. `ai2text lm tune` finds the
-# pair for a given model and LM and stores it in the LM folder, where DecodingOptions picks it up.
-DEFAULT_LM_WEIGHT = 0.5
-DEFAULT_WORD_SCORE = 3.0
+
+def model_language_model(model_dir: str | Path) -> Path | None:
+    """``<model_dir>/language_model`` when it holds an LM, else None."""
+    folder = Path(model_dir) / LM_FOLDER
+    return folder if (folder / ARPA_NAME).is_file() else None
 
 
 @dataclass
@@ -35,7 +46,7 @@ class DecodingOptions:
 
     Args:
         beam_width: hypotheses kept per frame.
-        lm: LM folder from ``ai2text lm build`` (or an ARPA file).
+        lm: LM folder from ``ai2text lm build`` (or an ARPA file); :meth:`for_model` gives the model folder's.
         lm_weight: weight of the LM's log probability (natural log) against the acoustic log posteriors.
             Unset: the value ``ai2text lm tune`` stored in the LM folder, else ``DEFAULT_LM_WEIGHT``.
         word_score: bonus per word with an LM, against the LM's cost of each word (which alone favours
@@ -52,8 +63,8 @@ class DecodingOptions:
     word_score: float | None = None
     hotwords: str | None = None
     hotword_weight: float = DEFAULT_HOTWORD_WEIGHT
-    token_beam: int = 5
-    beam_threshold: float = 15.0
+    token_beam: int = DEFAULT_TOKEN_BEAM
+    beam_threshold: float = DEFAULT_BEAM_THRESHOLD
 
     def __post_init__(self) -> None:
         if self.beam_width < 1 or self.token_beam < 1:
@@ -66,10 +77,26 @@ class DecodingOptions:
 
     @classmethod
     def create(cls, beam_width: int | None = None, **options) -> DecodingOptions:
-        """Options where an unset ``beam_width`` means greedy, or a beam of 10 when an LM or hotwords are given."""
+        """Options where an unset ``beam_width`` means greedy, or with an LM the beam its weights were tuned at
+        (``ai2text lm tune``), else a beam of 10 when an LM or hotwords are given."""
+        if beam_width is None and options.get("lm") and Path(options["lm"]).is_dir():
+            beam_width = tuned_weights(options["lm"]).get("beam_width")
         if beam_width is None:
             beam_width = DEFAULT_BEAM_WIDTH if options.get("lm") or options.get("hotwords") else 1
         return cls(beam_width=beam_width, **{k: v for k, v in options.items() if v is not None})
+
+    @classmethod
+    def for_model(
+        cls, model_dir: str | Path, use_lm: bool = True, beam_width: int | None = None, **options
+    ) -> DecodingOptions:
+        """Options for ``model_dir``: its own LM (``language_model/``, beam search) unless ``use_lm`` is False or
+        another ``lm`` is given; otherwise as :meth:`create` (greedy unless a beam or hotwords are asked for)."""
+        if use_lm and not options.get("lm"):
+            own = model_language_model(model_dir)
+            options["lm"] = str(own) if own is not None else None
+        elif not use_lm and options.get("lm"):
+            raise ValueError(f"An LM ({options['lm']}) and no LM (use_lm=False, --no-lm) were both asked for.")
+        return cls.create(beam_width=beam_width, **options)
 
     @property
     def method(self) -> str:
@@ -97,7 +124,6 @@ class BeamSearchDecoder(CTCDecoder):
     def __init__(self, tokenizer: AI2TextTokenizer, options: DecodingOptions):
         super().__init__(tokenizer)
         self.options = options
-        tokens = tokenizer.convert_ids_to_tokens(list(range(len(tokenizer))))
         delimiter = tokenizer.word_delimiter_token
         hotwords = None
         if options.hotwords:
@@ -105,31 +131,16 @@ class BeamSearchDecoder(CTCDecoder):
         scorer = None
         if options.lm or hotwords is not None:
             arpa = resolve_arpa(options.lm) if options.lm else None
+            if options.lm and Path(options.lm).is_dir():
+                check_vocabulary(options.lm, tokenizer)
+            tokens = tokenizer.convert_ids_to_tokens(list(range(len(tokenizer))))
             scorer = WordScorer(tokens, delimiter, arpa, options.lm_weight, options.word_score, hotwords)
-        self._decoder = ctc_decoder(
-            lexicon=None,
-            tokens=tokens,
-            lm=scorer,
-            beam_size=options.beam_width,
-            beam_size_token=min(options.token_beam, len(tokens)),
-            beam_threshold=options.beam_threshold,
-            lm_weight=1.0,  # the scorer applies the weights
-            blank_token=tokenizer.pad_token,
-            sil_token=delimiter,
-            unk_word=tokenizer.unk_token,
+        self._search = LexiconFreeBeamSearch(
+            tokenizer, scorer, options.beam_width, options.token_beam, options.beam_threshold
         )
 
     def best_paths(self, log_probs: torch.Tensor, lengths: torch.Tensor) -> list[torch.Tensor]:
-        # torchaudio's hypotheses keep only the first frame of each token; flashlight's raw result has the
-        # whole frame path (between a start and an end sentinel), which timestamps and confidences need.
-        batch, _, vocab = log_probs.shape
-        paths = []
-        for b in range(batch):
-            length = int(lengths[b])
-            pointer = log_probs.data_ptr() + log_probs.element_size() * b * log_probs.stride(0)
-            best = self._decoder.decoder.decode(pointer, length, vocab)[0]
-            paths.append(torch.tensor(best.tokens[1 : length + 1], dtype=torch.long))
-        return paths
+        return self._search.best_paths(log_probs, lengths)
 
 
 def build_decoder(tokenizer: AI2TextTokenizer, options: DecodingOptions | None = None) -> CTCDecoder:

@@ -27,17 +27,27 @@ from __future__ import annotations
 import csv
 import json
 import math
+import shutil
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..language_model_ai2text import ARPA_NAME, INFO_NAME, LM_FOLDER, TUNED_NAME, UNK, read_info, vocabulary_fingerprint
 from ..normalization_vi import normalize_text
 
-BOS, EOS, UNK = "<s>", "</s>", "<unk>"
-ARPA_NAME = "lm.arpa"
-INFO_NAME = "lm.json"
-TUNED_NAME = "decoding.json"  # LM weight and word score tuned for this LM by `ai2text lm tune`
+# Model files that decode with language_model/ in a trust_remote_code pipeline, and how config.json names them.
+PIPELINE_FILES = ("pipeline_ai2text.py", "language_model_ai2text.py")
+CUSTOM_PIPELINES = {
+    "automatic-speech-recognition": {
+        "impl": "pipeline_ai2text.AI2TextCTCPipeline",
+        "pt": ["AutoModelForCTC"],
+        "tf": [],
+        "type": "audio",
+    }
+}
+
+BOS, EOS = "<s>", "</s>"
 FALLBACK_DISCOUNTS = (0.5, 1.0, 1.5)
 _LOG10_ZERO = -99.0  # ARPA's "probability zero" (used for <s>, which is never predicted)
 
@@ -226,11 +236,13 @@ def build_lm(
     tone_placement: str = "classic",
     exclude_files: Sequence[str | Path] = (),
     splits: Sequence[str] | None = None,
+    built_for: dict | None = None,
 ) -> dict:
     """Estimate a syllable n-gram model from ``text_files`` and write ``lm.arpa`` and ``lm.json`` (what it was
     built from, sizes, discounts) into ``output_dir``. Sentences of ``exclude_files`` (e.g. a test split's
     transcripts) are left out, so a WER measured with the LM is not flattered by it; ``splits`` keeps only those
-    rows of metadata CSVs."""
+    rows of metadata CSVs. ``built_for`` (:func:`model_fingerprint`) records the model whose vocabulary the LM is
+    for: decoding with another refuses it."""
     lines = [line for path in text_files for line in read_text_lines(path, splits)]
     exclude = [line for path in exclude_files for line in read_text_lines(path)]
     sentences, dropped = syllable_sentences(lines, tone_placement, exclude)
@@ -253,6 +265,7 @@ def build_lm(
         "ngrams": [len(level) for level in model.probs],
         "discounts": [list(d) for d in model.discounts],
         "estimated_discounts": model.estimated_discounts,
+        **({"tokenizer": built_for} if built_for else {}),
     }
     (output_dir / INFO_NAME).write_text(json.dumps(info, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     return info
@@ -267,27 +280,54 @@ def resolve_arpa(path: str | Path) -> Path:
     return arpa
 
 
-def tuned_weights(path: str | Path) -> dict[str, float]:
-    """``lm_weight`` and ``word_score`` stored in an LM folder by ``ai2text lm tune``; empty if it has none."""
-    tuned = Path(path) / TUNED_NAME
-    if not tuned.is_file():
-        return {}
-    values = json.loads(tuned.read_text(encoding="utf-8"))
-    return {key: float(values[key]) for key in ("lm_weight", "word_score")}
+def model_fingerprint(model_dir: str | Path) -> dict:
+    """The vocabulary fingerprint of a model folder's tokenizer, with the folder's path, for ``built_for``."""
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
+    return {"model": str(model_dir), **vocabulary_fingerprint(tokenizer)}
 
 
-def arpa_vocabulary(path: str | Path) -> list[str]:
-    """The unigrams of an ARPA file (the decoder's word dictionary)."""
-    words, in_unigrams = [], False
-    with open(path, encoding="utf-8") as handle:
-        for line in handle:
-            line = line.strip()
-            if line == "\\1-grams:":
-                in_unigrams = True
-            elif in_unigrams and line.startswith("\\"):
-                break
-            elif in_unigrams and line:
-                words.append(line.split("\t")[1] if "\t" in line else line.split()[1])
-    if not words:
-        raise ValueError(f"{path} has no 1-grams section: not an ARPA language model.")
-    return words
+def model_lm_folder(model_dir: str | Path) -> Path:
+    """Where a model folder keeps its LM: ``<model_dir>/language_model``."""
+    return Path(model_dir) / LM_FOLDER
+
+
+def is_model_lm_folder(path: str | Path) -> bool:
+    """Whether ``path`` is the ``language_model/`` folder of a model folder (a folder with a config.json)."""
+    path = Path(path)
+    return path.name == LM_FOLDER and (path.parent / "config.json").is_file()
+
+
+def register_lm_pipeline(model_dir: str | Path) -> None:
+    """Copy the remote-code pipeline files into ``model_dir`` and name the pipeline in its config.json
+    (``custom_pipelines``), so ``pipeline(..., trust_remote_code=True)`` decodes with its ``language_model/``."""
+    model_dir = Path(model_dir)
+    package = Path(__file__).resolve().parents[1]
+    for name in PIPELINE_FILES:
+        shutil.copyfile(package / name, model_dir / name)
+    path = model_dir / "config.json"
+    config = json.loads(path.read_text(encoding="utf-8"))
+    if config.get("custom_pipelines") != CUSTOM_PIPELINES:
+        config["custom_pipelines"] = CUSTOM_PIPELINES
+        path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+
+
+def store_in_model(lm: str | Path, model_dir: str | Path, tuned: dict | None = None, tokenizer=None) -> Path:
+    """Put the LM folder (or ARPA file) ``lm`` into ``<model_dir>/language_model`` with the model's vocabulary
+    recorded (from ``tokenizer``, the model's, when already loaded) and ``tuned`` weights (``decoding.json``), and
+    register the pipeline that uses it. Returns the folder."""
+    lm, target = Path(lm), model_lm_folder(model_dir)
+    arpa = resolve_arpa(lm)
+    target.mkdir(exist_ok=True)
+    if arpa.resolve() != (target / ARPA_NAME).resolve():
+        shutil.copyfile(arpa, target / ARPA_NAME)
+    info = read_info(lm) if lm.is_dir() else {"format": "arpa", "sources": [str(lm)]}
+    info["tokenizer"] = (
+        {"model": str(model_dir), **vocabulary_fingerprint(tokenizer)} if tokenizer else model_fingerprint(model_dir)
+    )
+    (target / INFO_NAME).write_text(json.dumps(info, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    if tuned is not None:
+        (target / TUNED_NAME).write_text(json.dumps(tuned, indent=2) + "\n", encoding="utf-8")
+    register_lm_pipeline(model_dir)
+    return target

@@ -13,61 +13,53 @@ lives in a pipeline subclass passed as ``pipeline_class=`` (the model files stay
     asr("audio.wav", return_timestamps="word")
     # {"text", "confidence", "chunks": [{"text", "timestamp", "confidence"}]}
 
-Everything before decoding (audio loading, resampling, chunking with strides) is the parent's.
+Without ``decoding`` it decodes like the model folder's own pipeline (``pipeline_ai2text.py``, what
+``trust_remote_code=True`` loads): with the folder's ``language_model/`` when it has one, else greedily.
 """
 
 from __future__ import annotations
 
-from collections import defaultdict
 from pathlib import Path
 
 import torch
-from transformers import AutomaticSpeechRecognitionPipeline, pipeline
+from transformers import pipeline
 
+from ..language_model_ai2text import find_language_model
+from ..pipeline_ai2text import AI2TextCTCPipeline
 from .beam import DecodingOptions, build_decoder
+from .core import CTCDecoder
 
 
-class AI2TextASRPipeline(AutomaticSpeechRecognitionPipeline):
-    """ASR pipeline for CTC models whose postprocessing decodes logits with :func:`build_decoder`.
+class AI2TextASRPipeline(AI2TextCTCPipeline):
+    """The model folder's ASR pipeline decoding with :func:`build_decoder`, which adds hotwords and confidences.
 
     Args:
-        decoding: decoding options (greedy when omitted); every other argument is the parent's.
+        decoding: decoding options (default: the folder's LM when it has one, as :meth:`DecodingOptions.for_model`
+            picks it, greedy with ``use_lm=False``); every other argument is :class:`AI2TextCTCPipeline`'s.
     """
 
     def __init__(self, *args, decoding: DecodingOptions | None = None, **kwargs):
+        self.decoding = decoding
         super().__init__(*args, **kwargs)
-        if self.type != "ctc":
-            raise ValueError(f"{type(self).__name__} decodes CTC models, not {self.type} ones.")
-        # The parent's forward keeps the logits (instead of their argmax) for this type; it also limits
-        # timestamps to words, the unit our decoders time.
-        self.type = "ctc_with_lm"
-        self.decoding = decoding or DecodingOptions()
-        self.ctc_decoder = build_decoder(self.tokenizer, self.decoding)
 
-    def postprocess(self, model_outputs, decoder_kwargs=None, return_timestamps=None, return_language=None):
-        pieces, extra = [], defaultdict(list)
-        for output in model_outputs:
-            logits = output.pop("logits")
-            stride = output.pop("stride", None)
-            if stride is not None:  # chunked audio: keep each chunk's frames outside its overlaps
-                total, left, right = stride
-                logits = logits[:, left : total - right]
-            pieces.append(logits)
-            output.pop("is_last", None)
-            for key, value in output.items():
-                extra[key].append(value)
-        logits = torch.cat(pieces, dim=1)
-        seconds_per_frame = self._align_to / self.feature_extractor.sampling_rate
+    def _beam_search(self, use_lm: bool, beam_width: int | None) -> CTCDecoder:
+        if self.decoding is None:  # the folder's LM, from a local folder or the Hub, as the parent finds it
+            lm_dir = find_language_model(self.model.name_or_path) if use_lm else None
+            self.decoding = DecodingOptions.create(beam_width, lm=str(lm_dir) if lm_dir else None)
+        self.ctc_decoder = build_decoder(self.tokenizer, self.decoding)
+        return self.ctc_decoder
+
+    def decode_logits(self, logits: torch.Tensor, seconds_per_frame: float, word_timestamps: bool) -> dict:
         utterance = self.ctc_decoder.decode(
-            logits, torch.tensor([logits.shape[1]]), seconds_per_frame, word_timestamps=bool(return_timestamps)
+            logits, torch.tensor([logits.shape[1]]), seconds_per_frame, word_timestamps
         )[0]
         result = {"text": utterance.text, "confidence": utterance.confidence}
-        if return_timestamps:
+        if word_timestamps:
             result["chunks"] = [
                 {"text": w["word"], "timestamp": (w["start"], w["end"]), "confidence": w["confidence"]}
                 for w in utterance.words
             ]
-        return {**result, **extra}
+        return result
 
 
 def asr_pipeline(model_dir: str | Path, decoding: DecodingOptions | None = None, **kwargs) -> AI2TextASRPipeline:

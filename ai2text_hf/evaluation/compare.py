@@ -1,4 +1,4 @@
-"""Two evaluations side by side: the guide's checklist step "compare with baseline"."""
+"""Two evaluations side by side: the old system's checklist step "compare with baseline"."""
 
 from __future__ import annotations
 

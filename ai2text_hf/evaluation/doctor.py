@@ -3,7 +3,7 @@
 A few rows whose audio does not match their transcript (a shifted CSV, a swapped file) are the most
 damaging data error and invisible to every format check. A trained model exposes them: on such a row its
 per-utterance CTC loss per label character is far above the rest, and its greedy transcript shares little
-with the reference (high CER). The ranking is for a person to review (the guide's "verify audio and
+with the reference (high CER). The ranking is for a person to review (the old system's "verify audio and
 transcripts match"), worst first; it never edits the data. Loss per character, not total loss, so long
 utterances do not rank high just for being long; an impossible alignment (more labels than frames) is
 ``inf`` and ranks first.
@@ -20,9 +20,8 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from ..data.audio import with_features
-from ..data.features import assert_features_match
-from ..data.prepare import load_prepared, read_manifest
+from ..data.loading import load_scoring_split
+from ..data.versions import load_prepared
 from ..inference import Transcriber, duration_batches
 from ..metrics import utterance_error_rates
 
@@ -56,25 +55,22 @@ def diagnose(
     if sort_by not in SORT_KEYS:
         raise ValueError(f"sort_by must be one of {SORT_KEYS}, not {sort_by!r}.")
     transcriber = Transcriber(model_dir, device=device, max_batch_seconds=max_batch_seconds)
-    manifest = read_manifest(dataset_dir)
-    assert_features_match(manifest["feature_extractor"], transcriber.feature_extractor.to_dict(), str(dataset_dir))
-    data = load_prepared(dataset_dir)
-    unknown = sorted(set(splits or ()) - set(data))
-    if unknown:
-        raise ValueError(f"{dataset_dir} has no split(s) {unknown}; it has {sorted(data)}.")
-    suspects: list[Suspect] = []
-    for split in splits or list(data):
-        dataset = data[split]
-        if limit:
-            dataset = dataset.select(range(min(limit, len(dataset))))
-        suspects += _score_split(transcriber, with_features(dataset, transcriber.feature_extractor), split)
+    # Every split is opened (and checked) before any is scored; by default the non-empty ones.
+    names = splits or [name for name, rows in load_prepared(dataset_dir).items() if len(rows)]
+    loaded = [
+        load_scoring_split(
+            dataset_dir, name, transcriber.feature_extractor, transcriber.folder.architecture, limit, "diagnose"
+        )
+        for name in names
+    ]
+    suspects = [suspect for part in loaded for suspect in _score_split(transcriber, part.dataset, part.name)]
     key = (lambda s: s.loss_per_char) if sort_by == "loss" else (lambda s: s.cer)
     return sorted(suspects, key=lambda s: (-key(s), s.id))
 
 
 @torch.inference_mode()
 def _score_split(transcriber: Transcriber, dataset, split: str) -> list[Suspect]:
-    model, tokenizer = transcriber.model, transcriber.tokenizer
+    tokenizer = transcriber.tokenizer
     durations = [float(d) for d in dataset["duration"]]
     suspects = []
     for batch in duration_batches(durations, transcriber.max_batch_seconds):
@@ -87,7 +83,7 @@ def _score_split(transcriber: Transcriber, dataset, split: str) -> list[Suspect]
             torch.tensor([i for ids in labels for i in ids], dtype=torch.long),
             out_lengths,
             torch.tensor([len(ids) for ids in labels]),
-            blank=model.config.pad_token_id,
+            blank=tokenizer.pad_token_id,
             reduction="none",
         ).cpu()
         best = logits.argmax(-1).cpu()
@@ -101,7 +97,7 @@ def _score_split(transcriber: Transcriber, dataset, split: str) -> list[Suspect]
                     file_path=str(rows["file_path"][j]),
                     duration=durations[index],
                     loss_per_char=float(losses[j]) / max(1, len(labels[j])),
-                    cer=utterance_error_rates(text, hypothesis, tokenizer.tone_placement)["cer"],
+                    cer=utterance_error_rates(text, hypothesis, transcriber.folder.tone_placement)["cer"],
                     text=text,
                     hypothesis=hypothesis,
                 )

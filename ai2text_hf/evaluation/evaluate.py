@@ -2,8 +2,8 @@
 
 Writes ``eval_results.json`` (metrics as fractions under lowercase keys, plus model, data version and
 decoding settings) and ``predictions.csv`` (one row per utterance: id, reference, hypothesis, cer, wer)
-— the contract other tools and the model card read — and appends a summary to the model folder's
-``evaluations.json``. ``html=True`` adds ``report.html``.
+— the contract other tools and the model card read — into the run folder (``runs/<name>/eval/...``), never
+into the model folder, which is what ``push`` uploads. ``html=True`` adds ``report.html``.
 """
 
 from __future__ import annotations
@@ -17,9 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..data.audio import with_features
-from ..data.features import assert_features_match
-from ..data.prepare import load_prepared, read_manifest
+from ..data.loading import load_scoring_split, stores_features
 from ..decoding import DecodingOptions
 from ..inference import Transcriber, duration_batches
 from ..metrics import error_analysis, utterance_error_rates
@@ -28,10 +26,7 @@ from .report import RESULTS_NAME
 
 PREDICTIONS_NAME = "predictions.csv"
 HTML_NAME = "report.html"
-HISTORY_NAME = "evaluations.json"
 PREDICTION_COLUMNS = ["id", "reference", "hypothesis", "cer", "wer"]
-# What evaluations.json keeps of each run: enough for a model card line and to find the full results.
-SUMMARY_KEYS = ["wer", "cer", "accuracy", "sentence_accuracy", "tone_error_rate", "rtf", "num_samples", "hours"]
 
 
 @dataclass
@@ -40,10 +35,13 @@ class EvalResult:
     output_dir: Path
 
 
-def default_output_dir(model_dir: Path, split: str) -> Path:
-    """``runs/<name>/eval/<split>`` for a model in ``runs/<name>/model``, else beside the model."""
-    base = model_dir.parent if model_dir.name == "model" else model_dir
-    return base / "eval" / split
+def default_output_dir(model_dir: Path, split: str, decoding: DecodingOptions | None = None) -> Path:
+    """``runs/<name>/eval/<split>`` for a model in ``runs/<name>/model``, else ``<model>-eval/<split>`` beside the
+    model (never inside it); beam search adds ``-beam<width>`` and an LM ``-lm``, so decodings don't overwrite."""
+    base = model_dir.parent / "eval" if model_dir.name == "model" else model_dir.parent / f"{model_dir.name}-eval"
+    if decoding is not None and decoding.method == "beam":
+        split += f"-beam{decoding.beam_width}" + ("-lm" if decoding.lm else "")
+    return base / split
 
 
 def _data_version(dataset_dir: Path, manifest: dict) -> dict:
@@ -59,46 +57,6 @@ def _write_predictions(path: Path, rows: list[dict]) -> None:
             writer.writerow([row["id"], row["reference"], row["hypothesis"], f"{row['cer']:.4f}", f"{row['wer']:.4f}"])
 
 
-def _append_history(model_dir: Path, metrics: dict, output_dir: Path) -> None:
-    """Add this run to ``<model_dir>/evaluations.json`` (a list, oldest first) for the model card."""
-    path = model_dir / HISTORY_NAME
-    history = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else []
-    history.append(
-        {
-            "date": metrics["date"],
-            "dataset": metrics["data_version"]["name"],
-            "split": metrics["split"],
-            **{key: metrics[key] for key in SUMMARY_KEYS},
-            "decoding": metrics["decoding"],
-            "results": str(output_dir / RESULTS_NAME),
-        }
-    )
-    path.write_text(json.dumps(history, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-
-
-def load_split(
-    transcriber: Transcriber,
-    dataset_dir: Path,
-    split: str,
-    limit: int | None = None,
-    manifest: dict | None = None,
-    purpose: str = "evaluate",
-):
-    """The first ``limit`` rows of a prepared ``split`` with numpy ``input_features`` (computed when read where it
-    stores audio), after checking that its features are the model's; a clear error for a missing or empty split."""
-    manifest = manifest or read_manifest(dataset_dir)
-    assert_features_match(manifest["feature_extractor"], transcriber.feature_extractor.to_dict(), str(dataset_dir))
-    data = load_prepared(dataset_dir)
-    if split not in data:
-        raise ValueError(f"{dataset_dir} has no split '{split}'; it has {sorted(data)}.")
-    dataset = data[split]
-    if limit:
-        dataset = dataset.select(range(min(limit, len(dataset))))
-    if len(dataset) == 0:
-        raise ValueError(f"Split '{split}' of {dataset_dir} is empty: nothing to {purpose}.")
-    return with_features(dataset, transcriber.feature_extractor)
-
-
 def evaluate_split(
     model_dir: str | Path,
     dataset_dir: str | Path,
@@ -109,11 +67,14 @@ def evaluate_split(
     decoding: DecodingOptions | None = None,
     html: bool = False,
 ) -> EvalResult:
-    """Decode ``split`` from its stored features, score it, write the result files."""
+    """Decode ``split`` (stored features, or the model's inputs computed from its audio), score it, write the
+    result files."""
     model_dir, dataset_dir = Path(model_dir), Path(dataset_dir)
     transcriber = Transcriber(model_dir, max_batch_seconds=max_batch_seconds, decoding=decoding)
-    manifest = read_manifest(dataset_dir)
-    dataset = load_split(transcriber, dataset_dir, split, limit, manifest, "evaluate")
+    loaded = load_scoring_split(
+        dataset_dir, split, transcriber.feature_extractor, transcriber.folder.architecture, limit, "evaluate"
+    )
+    dataset, manifest = loaded.dataset, loaded.manifest
     durations = [float(d) for d in dataset["duration"]]
 
     hypotheses: list[str] = [""] * len(dataset)
@@ -128,7 +89,7 @@ def evaluate_split(
 
     references = list(dataset["text"])
     speakers = [str(s) for s in dataset["speaker_id"]] if "speaker_id" in dataset.column_names else None
-    tone = transcriber.tokenizer.tone_placement
+    tone = transcriber.folder.tone_placement
     audio_seconds = float(np.sum(durations))
     metrics = {
         **error_analysis(references, hypotheses, tone, speakers=speakers),
@@ -139,12 +100,13 @@ def evaluate_split(
         "model": str(model_dir),
         "dataset": str(dataset_dir),
         "data_version": _data_version(dataset_dir, manifest),
-        "split": split,
+        "split": loaded.name,
+        "architecture": transcriber.folder.architecture,
         "decoding": transcriber.decoding.to_dict(),
-        "features": "precomputed (dataset)",
+        "features": "precomputed (dataset)" if stores_features(dataset) else "computed from the dataset's audio",
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
-    out = Path(output_dir) if output_dir else default_output_dir(model_dir, split)
+    out = Path(output_dir) if output_dir else default_output_dir(model_dir, split, transcriber.decoding)
     out.mkdir(parents=True, exist_ok=True)
     (out / RESULTS_NAME).write_text(json.dumps(metrics, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     predictions = [
@@ -153,7 +115,6 @@ def evaluate_split(
         for uid, ref, hyp, duration, confidence in zip(dataset["id"], references, hypotheses, durations, confidences)
     ]
     _write_predictions(out / PREDICTIONS_NAME, predictions)
-    _append_history(model_dir, metrics, out)
     if html:
         write_html_report(metrics, predictions, out / HTML_NAME)
     return EvalResult(metrics=metrics, output_dir=out)

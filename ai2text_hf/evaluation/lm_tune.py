@@ -2,15 +2,15 @@
 
 The best weights belong to a pair (acoustic model, LM): a sharper model needs less help from the LM,
 a bigger LM earns more weight. The defaults of :class:`~ai2text_hf.decoding.DecodingOptions` are a
-starting point; this searches a grid on the val split (never the test split: the weights would be
-fitted to what they are scored on) and writes the winner into the LM folder's ``decoding.json``,
-which ``--lm`` then uses wherever weights are not given explicitly. The model runs once; every grid
-point decodes the same posteriors, so a grid costs decoding time only.
+starting point; this searches a grid on a held-out split (never the test split: the weights would be
+fitted to what they are scored on) and stores the LM with the winner (``decoding.json``) in the model
+folder's ``language_model/``, which decoding then uses by default wherever weights are not given
+explicitly. The model runs once; every grid point decodes the same posteriors, so a grid costs decoding
+time only.
 """
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Sequence
 from datetime import datetime, timezone
@@ -18,14 +18,15 @@ from pathlib import Path
 
 import torch
 
+from ..data.loading import load_scoring_split
 from ..decoding import DecodingOptions, build_decoder
-from ..decoding.lm import TUNED_NAME, resolve_arpa
+from ..decoding.lm import ARPA_NAME, model_lm_folder, resolve_arpa, store_in_model
 from ..inference import Transcriber, duration_batches
+from ..language_model_ai2text import check_vocabulary
 from ..metrics import error_rates
-from .evaluate import load_split
 
-# Around the untuned defaults (0.5, 3.0). Demo models tuned to lm_weight 0.75-1.0; their word score rose with the
-# LM text (3-4.5 on the 1,417-sentence corpus, 6-9 on the 5,417-sentence one), so the grid reaches 9.
+# Around the untuned defaults (0.5, 3.0); tuned word scores rise with the LM's text, so the grid reaches 9
+# (docs/results.md).
 DEFAULT_LM_WEIGHTS = (0.5, 0.75, 1.0, 1.25, 1.5)
 DEFAULT_WORD_SCORES = (1.5, 3.0, 4.5, 6.0, 7.5, 9.0)
 
@@ -51,11 +52,17 @@ def decode_posteriors(transcriber: Transcriber, posteriors: Posteriors, options:
     return [texts[i] for i in range(len(texts))]
 
 
+def _same_arpa(lm: Path, own: Path) -> bool:
+    """Whether ``lm`` is the LM the model folder already holds (e.g. rebuilt from the same text)."""
+    own_arpa = own / ARPA_NAME
+    return own_arpa.is_file() and resolve_arpa(lm).read_bytes() == own_arpa.read_bytes()
+
+
 def tune_lm_weights(
     model_dir: str | Path,
     dataset_dir: str | Path,
-    lm: str | Path,
-    split: str = "val",
+    lm: str | Path | None = None,
+    split: str = "validation",
     beam_width: int = 50,
     lm_weights: Sequence[float] | None = None,
     word_scores: Sequence[float] | None = None,
@@ -63,21 +70,35 @@ def tune_lm_weights(
     limit: int | None = None,
     write: bool = True,
 ) -> dict:
-    """Decode ``split`` at every (lm_weight, word_score) of the grid (the defaults when None); return the best
-    point and the whole grid, and (with ``write``) store them as ``decoding.json`` in the LM folder."""
+    """Decode ``split`` at every (lm_weight, word_score) of the grid (the defaults when None) with ``lm`` (default:
+    the model folder's own); return the best point and the whole grid, and (with ``write``) store the LM with them
+    (``decoding.json``) in the model folder's ``language_model/``."""
     if split == "test":
-        raise ValueError("Tune on the val split (or another held-out split), not on test: it is what you report.")
+        raise ValueError("Tune on the validation split (or another held-out one), not on test: it is what you report.")
     if metric not in ("cer", "wer"):
         raise ValueError(f"metric must be 'cer' or 'wer', got '{metric}'")
-    lm_dir = Path(lm)
-    resolve_arpa(lm_dir)  # a clear error before the model runs
-    if write and not lm_dir.is_dir():
-        raise ValueError(f"--lm {lm} is a file: tuned weights are stored in an LM folder (from `ai2text lm build`).")
     model_dir, dataset_dir = Path(model_dir), Path(dataset_dir)
-    transcriber = Transcriber(model_dir)
-    dataset = load_split(transcriber, dataset_dir, split, limit, purpose="tune on")
+    own = model_lm_folder(model_dir)
+    lm_dir = Path(lm) if lm else own
+    if not lm and not own.is_dir():
+        raise FileNotFoundError(
+            f"{model_dir} has no language model ({own}): build one into it with `ai2text lm build --model "
+            f"{model_dir} --text <text files>`, or name one with --lm."
+        )
+    resolve_arpa(lm_dir)  # clear errors before the model runs
+    if write and own.exists() and lm_dir.resolve() != own.resolve() and not _same_arpa(lm_dir, own):
+        raise FileExistsError(
+            f"{model_dir} already has a language model ({own}); tuning {lm_dir} would replace it. Tune the model's "
+            f"own LM (leave out --lm), or move {own} away first."
+        )
+    transcriber = Transcriber(model_dir, decoding=DecodingOptions())
+    if lm_dir.is_dir():
+        check_vocabulary(lm_dir, transcriber.tokenizer)
+    dataset = load_scoring_split(
+        dataset_dir, split, transcriber.feature_extractor, transcriber.folder.architecture, limit, "tune on"
+    ).dataset
     references = list(dataset["text"])
-    tone = transcriber.tokenizer.tone_placement
+    tone = transcriber.folder.tone_placement
     posteriors = split_posteriors(transcriber, dataset)
 
     lm_weights, word_scores = tuple(lm_weights or DEFAULT_LM_WEIGHTS), tuple(word_scores or DEFAULT_WORD_SCORES)
@@ -115,5 +136,5 @@ def tune_lm_weights(
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
     if write:
-        (lm_dir / TUNED_NAME).write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+        result["stored_in"] = str(store_in_model(lm_dir, model_dir, result, transcriber.tokenizer))
     return result

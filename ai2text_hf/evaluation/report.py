@@ -1,4 +1,4 @@
-"""The terminal evaluation report, laid out like the training guide's, and evaluation files lookup."""
+"""The terminal evaluation report, laid out like the old system's, and evaluation files lookup."""
 
 from __future__ import annotations
 
@@ -44,7 +44,7 @@ def error_phrase(error: dict) -> str:
 
 
 def format_report(metrics: dict, top: int = 10) -> str:
-    """The guide's "Evaluation Results" block, plus tone errors, sentence accuracy and per-speaker rates."""
+    """The old system's "Evaluation Results" block, plus tone errors, sentence accuracy and per-speaker rates."""
     split = str(metrics.get("split", "test")).capitalize()
     lines = [
         "Evaluation Results:",

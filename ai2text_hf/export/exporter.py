@@ -16,18 +16,20 @@ from pathlib import Path
 
 import numpy as np
 
-from ..data.audio import with_features
-from ..data.prepare import load_prepared
+from ..data.loading import load_scoring_split
+from ..decoding import DecodingOptions
 from ..inference import Transcriber
+from ..language_model_ai2text import LM_FOLDER
 from ..onnx_model import ONNX_NAME
-from ..processing_ai2text import AI2TextProcessor
 from .onnx import OPSET, export_onnx, optimize_onnx, quantize_onnx
 from .parity import compare_models
 
 REPORT_NAME = "export_report.json"
 QUANTIZATIONS = ("int8",)
-# Without a dataset, parity runs on seeded random features of these many utterances (1-6 s).
+# Without a dataset, parity runs on the model's inputs of seeded noise: these many utterances of 1-6 s.
 RANDOM_UTTERANCES = 8
+# The export is traced on two inputs of these lengths (seconds): a padded batch, so the mask path is recorded.
+TRACE_SECONDS = (2.0, 1.37)
 
 
 @dataclass
@@ -39,24 +41,28 @@ class ExportResult:
 def _parity_inputs(
     transcriber: Transcriber, dataset: str | Path | None, split: str, limit: int | None
 ) -> tuple[list[np.ndarray], list[str] | None, str]:
-    """Features (and reference texts) to compare the two models on, and a line saying what they are."""
+    """Model inputs (and reference texts) to compare the two models on, and a line saying what they are."""
     if dataset is None:
         rng = np.random.default_rng(0)
-        columns = transcriber.feature_extractor.feature_dim
-        features = [
-            rng.standard_normal((int(rng.integers(100, 600)), columns)).astype(np.float32)
+        rate = transcriber.feature_extractor.sampling_rate
+        noise = [
+            0.1 * rng.standard_normal(int(rng.uniform(1.0, 6.0) * rate)).astype(np.float32)
             for _ in range(RANDOM_UTTERANCES)
         ]
-        return features, None, f"{RANDOM_UTTERANCES} random feature sequences (no --dataset given)"
-    data = load_prepared(dataset)
-    if split not in data:
-        raise ValueError(f"{dataset} has no split '{split}'; it has {sorted(data)}.")
-    rows = data[split].select(range(min(limit or len(data[split]), len(data[split]))))
-    if len(rows) == 0:
-        raise ValueError(f"Split '{split}' of {dataset} is empty: nothing to check parity on.")
-    stored = with_features(rows, transcriber.feature_extractor)[:]["input_features"]
-    features = [np.asarray(f, dtype=np.float32) for f in stored]
-    return features, list(rows["text"]), f"{dataset} split {split} ({len(rows)} utterances)"
+        return transcriber.inputs(noise), None, f"{RANDOM_UTTERANCES} random noise inputs (no --dataset given)"
+    rows = load_scoring_split(
+        dataset, split, transcriber.feature_extractor, transcriber.folder.architecture, limit, "check parity on"
+    ).dataset
+    inputs = [np.asarray(f, dtype=np.float32) for f in rows[:]["input_features"]]
+    return inputs, list(rows["text"]), f"{dataset} split {split} ({len(rows)} utterances)"
+
+
+def _trace_example(transcriber: Transcriber) -> dict:
+    """The model's arguments for a padded batch of two noise inputs of different lengths, to trace the export on."""
+    rng = np.random.default_rng(0)
+    rate = transcriber.feature_extractor.sampling_rate
+    noise = [0.1 * rng.standard_normal(int(seconds * rate)).astype(np.float32) for seconds in TRACE_SECONDS]
+    return transcriber.model_arguments(transcriber.inputs(noise))[0]
 
 
 def export_model(
@@ -84,24 +90,27 @@ def export_model(
         raise ValueError("--output must be another folder than --model: the export does not replace the model.")
     if (output_dir / "config.json").is_file() and not (output_dir / REPORT_NAME).is_file():
         raise FileExistsError(f"{output_dir} holds a model folder that is not an export; choose an empty --output.")
-    reference = Transcriber(model_dir, device="cpu")  # checks the folder; its model is the one exported
-    model = reference.model
+    # Checks the folder; its model is the one exported. Parity compares greedy texts (what the model alone says).
+    reference = Transcriber(model_dir, device="cpu", decoding=DecodingOptions())
+    features, references, described = _parity_inputs(reference, dataset, split, limit)  # bad data: before writing
     output_dir.mkdir(parents=True, exist_ok=True)
-    model.config.save_pretrained(str(output_dir))
-    AI2TextProcessor.from_pretrained(str(model_dir)).save_pretrained(str(output_dir))
+    reference.model.config.save_pretrained(str(output_dir))
+    reference.folder.save_processing(output_dir)
+    if (model_dir / LM_FOLDER).is_dir():  # the export decodes with the model's LM by default, as the model does
+        shutil.copytree(model_dir / LM_FOLDER, output_dir / LM_FOLDER, dirs_exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
-        graph = export_onnx(model, Path(tmp) / "exported.onnx")
+        graph = export_onnx(reference.model, _trace_example(reference), Path(tmp) / "exported.onnx")
         if quantize:
             graph = quantize_onnx(graph, Path(tmp) / "quantized.onnx")
         if optimize:
             graph = optimize_onnx(graph, Path(tmp) / "optimized.onnx")
         shutil.move(graph, output_dir / ONNX_NAME)
 
-    exported = Transcriber(output_dir)
-    features, references, described = _parity_inputs(reference, dataset, split, limit)
-    weights = sorted(model_dir.glob("*.safetensors"))
+    exported = Transcriber(output_dir, decoding=DecodingOptions())
+    weights = sorted(reference.folder.path.glob("*.safetensors"))
     report = {
         "model": str(model_dir),
+        "architecture": reference.folder.architecture,
         "format": "onnx",
         "opset": OPSET,
         "quantize": quantize,

@@ -30,13 +30,12 @@ def compare_models(
     references: Sequence[str] | None = None,
     max_batch_seconds: float = 60.0,
 ) -> dict:
-    """Parity of ``exported`` against ``reference`` on unpadded (frames, mels) ``features``.
+    """Parity of ``exported`` against ``reference`` on unpadded model inputs ``features``.
 
     Batches are made by duration as in evaluation; each backend runs every batch once untimed first
     (onnxruntime plans its memory on first use), so the times compare steady-state speed.
     """
-    seconds_per_input_frame = reference.feature_extractor.hop_length / reference.feature_extractor.sampling_rate
-    durations = [len(f) * seconds_per_input_frame for f in features]
+    durations = [len(f) * reference.folder.seconds_per_input for f in features]
     batches = [[features[i] for i in batch] for batch in duration_batches(durations, max_batch_seconds)]
     order = [i for batch in duration_batches(durations, max_batch_seconds) for i in batch]
     for batch in batches[:1]:
@@ -68,7 +67,7 @@ def compare_models(
         "speedup": round(ref_seconds / exp_seconds, 3) if exp_seconds else None,
     }
     if references is not None:
-        tone = reference.tokenizer.tone_placement
+        tone = reference.folder.tone_placement
         ordered = [references[i] for i in order]
         before, after = error_rates(ordered, ref_texts, tone), error_rates(ordered, exp_texts, tone)
         result |= {

@@ -1,18 +1,20 @@
-"""Serving models over HTTP: ``ai2text serve`` (needs the ``serve`` extra: fastapi, uvicorn, python-multipart)."""
+"""Serving models over HTTP: ``ai2text serve`` (needs the ``serve`` extra: fastapi, uvicorn, python-multipart).
 
-from .app import ServeSettings, create_app
-from .batching import BatchSettings
-from .guards import AccessSettings
-from .registry import ModelRegistry
-from .server import BackgroundServer
-from .uploads import AudioLimits
+Names load on first use, so the command line reads :class:`AudioLimits` without importing the web framework.
+"""
 
-__all__ = [
-    "AccessSettings",
-    "AudioLimits",
-    "BackgroundServer",
-    "BatchSettings",
-    "ModelRegistry",
-    "ServeSettings",
-    "create_app",
-]
+from ..lazy_exports import lazy_exports
+
+_EXPORTS = {
+    "AccessSettings": "guards",
+    "AudioLimits": "limits",
+    "BackgroundServer": "server",
+    "BatchSettings": "batching",
+    "ModelRegistry": "registry",
+    "ServeSettings": "app",
+    "create_app": "app",
+}
+
+__all__ = sorted(_EXPORTS)
+
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

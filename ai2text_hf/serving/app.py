@@ -247,8 +247,16 @@ def create_app(model: str | Path | None = None, settings: ServeSettings | None =
         model: Annotated[str | None, Form(description="A loaded model's name (default: the server's).")] = None,
         beam_width: Annotated[
             int | None,
-            Form(ge=1, le=settings.max_beam_width, description="Beam search width; 1 or unset is greedy."),
+            Form(
+                ge=1,
+                le=settings.max_beam_width,
+                description="Beam search width; unset: 10 with the model's language model or hotwords, else greedy.",
+            ),
         ] = None,
+        use_lm: Annotated[
+            bool,
+            Form(description="Decode with the model folder's language model when it has one; false: without."),
+        ] = True,
         timestamps: Annotated[Literal["none", "word"], Form(description="'word' adds word timings.")] = "word",
         hotwords: Annotated[
             str | None,
@@ -271,7 +279,7 @@ def create_app(model: str | Path | None = None, settings: ServeSettings | None =
             wave = await run_in_threadpool(decode_upload, data, filename, loaded.sampling_rate, settings.audio)
             del data
         try:
-            decoder = await run_in_threadpool(loaded.decoder, beam_width, hotwords)
+            decoder = await run_in_threadpool(loaded.decoder, beam_width, hotwords, use_lm)
         except ValueError as error:
             raise HTTPException(422, f"hotwords: {error}") from error
         decoded = await asyncio.wrap_future(loaded.batcher.submit(wave, decoder))

@@ -14,7 +14,7 @@ from collections import OrderedDict
 from pathlib import Path
 
 from ..decoding import CTCDecoder, DecodingOptions, build_decoder
-from ..inference import Transcriber
+from ..inference import Transcriber, is_model_folder
 from .batching import BatchSettings, MicroBatcher
 
 #: Decoders kept per model for distinct (beam width, hotwords) requests; building one takes milliseconds.
@@ -43,32 +43,34 @@ class LoadedModel:
         self.path = path
         self.transcriber = Transcriber(path, device=device)
         self.batcher = MicroBatcher(self.transcriber, batching)
-        self._decoders: OrderedDict[tuple[int | None, str], CTCDecoder] = OrderedDict()
+        self._decoders: OrderedDict[tuple[int | None, str, bool], CTCDecoder] = OrderedDict()
         self._lock = threading.Lock()
 
     @property
     def sampling_rate(self) -> int:
         return self.transcriber.feature_extractor.sampling_rate
 
-    def decoder(self, beam_width: int | None = None, hotwords: str | None = None) -> CTCDecoder:
-        """Greedy, or beam search of ``beam_width`` (10 when only hotwords are given) boosting ``hotwords``.
+    def decoder(self, beam_width: int | None = None, hotwords: str | None = None, use_lm: bool = True) -> CTCDecoder:
+        """Beam search with the model folder's LM (when it has one and ``use_lm``), else greedy, or beam search of
+        ``beam_width`` (10 when only hotwords are given) boosting ``hotwords``.
 
         ``hotwords`` is the text of a ``--hotwords`` file (one phrase per line, ``phrase<TAB>weight``), commas
         also separating phrases; it is parsed by the same code as that file. Raises ValueError when no phrase
         is left after normalisation.
         """
-        key = (beam_width, (hotwords or "").strip())
+        key = (beam_width, (hotwords or "").strip(), use_lm)
         with self._lock:
             if key in self._decoders:
                 self._decoders.move_to_end(key)
                 return self._decoders[key]
         if not key[1]:
-            decoder = build_decoder(self.transcriber.tokenizer, DecodingOptions.create(beam_width=beam_width))
+            options = DecodingOptions.for_model(self.path, use_lm, beam_width)
+            decoder = build_decoder(self.transcriber.tokenizer, options)
         else:
             with tempfile.TemporaryDirectory(prefix="ai2text-hotwords-") as folder:
                 path = Path(folder) / "hotwords.txt"
                 path.write_text(key[1].replace(",", "\n"), encoding="utf-8")
-                options = DecodingOptions.create(beam_width=beam_width, hotwords=str(path))
+                options = DecodingOptions.for_model(self.path, use_lm, beam_width, hotwords=str(path))
                 decoder = build_decoder(self.transcriber.tokenizer, options)
         with self._lock:
             self._decoders[key] = decoder
@@ -93,8 +95,8 @@ class ModelRegistry:
     """Loaded models by name, and the models folder they may be loaded from.
 
     Args:
-        models_dir: every ``<models_dir>/*/model`` folder with a ``config.json`` can be loaded by name; None
-            offers none (model management is off).
+        models_dir: every ``<models_dir>/*/model`` model folder (any that ``load_model_folder`` opens) can be
+            loaded by name; None offers none (model management is off).
         batching: batching settings of each loaded model.
         device: torch device of every model (CUDA when available by default).
     """
@@ -113,7 +115,7 @@ class ModelRegistry:
         """Model folders in the models folder, by name."""
         if self.models_dir is None or not self.models_dir.is_dir():
             return {}
-        folders = sorted(p for p in self.models_dir.glob("*/model") if (p / "config.json").is_file())
+        folders = sorted(p for p in self.models_dir.glob("*/model") if is_model_folder(p))
         return {p.parent.name: p for p in folders}
 
     def add(self, path: str | Path) -> LoadedModel:

@@ -9,12 +9,11 @@ Decoding is the package's own (soundfile + soxr, from bytes).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 from fastapi import HTTPException, UploadFile
 
 from ..data.audio import AudioDecodeError, audio_info, decode_audio
+from .limits import AudioLimits
 
 #: Content types a browser, curl or an HTTP library send for audio files (curl and many libraries
 #: fall back to application/octet-stream; the decoder decides then).
@@ -24,38 +23,6 @@ FORMATS_HINT = "Send WAV, FLAC, OGG or MP3, e.g. `ffmpeg -i in.ext -ac 1 -ar 160
 DECODED_SAMPLE_BYTES = 4
 #: The frame count libsndfile reports for a stream that does not state its length (SF_COUNT_MAX).
 UNKNOWN_LENGTH = 2**63 - 1
-
-
-@dataclass(frozen=True)
-class AudioLimits:
-    """What one uploaded recording may be; all but the file size are read from its header before decoding.
-
-    Args:
-        max_upload_mb: largest accepted file, MiB.
-        max_seconds: longest accepted recording, seconds.
-        max_channels: most channels (they are averaged to mono).
-        max_sample_rate: highest sample rate, Hz (the model hears 16 kHz; higher rates only cost memory).
-        max_decoded_mb: largest decoded size, MiB: frames x channels x 4 bytes (float32). It bounds the
-            memory one decode takes (about three times this at its peak), whatever the file's compression.
-    """
-
-    max_upload_mb: float = 20.0
-    max_seconds: float = 120.0
-    max_channels: int = 8
-    max_sample_rate: int = 96_000
-    max_decoded_mb: float = 64.0
-
-    @property
-    def max_upload_bytes(self) -> int:
-        return int(self.max_upload_mb * 2**20)
-
-    def describe(self) -> str:
-        """The limits in one sentence, for the page and the docs."""
-        return (
-            f"files up to {self.max_upload_mb:g} MiB and {self.max_seconds:g} s, with at most "
-            f"{self.max_channels} channels, {self.max_sample_rate} Hz and {self.max_decoded_mb:g} MiB once decoded "
-            f"(frames x channels x 4 bytes)"
-        )
 
 
 def too_large(what: str, max_bytes: int) -> str:

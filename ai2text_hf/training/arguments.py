@@ -15,19 +15,8 @@ from typing import Any
 
 import torch
 
-from .recipe import Recipe, RecipeError
+from .recipe import RECIPE_TO_ARGUMENTS, Recipe, RecipeError
 
-#: Recipe keys that are TrainingArguments fields under another (or the same) name.
-RECIPE_TO_ARGUMENTS = {
-    "num_epochs": "num_train_epochs",
-    "learning_rate": "learning_rate",
-    "weight_decay": "weight_decay",
-    "grad_clip": "max_grad_norm",
-    "grad_accum_steps": "gradient_accumulation_steps",
-    "seed": "seed",
-    "logging_steps": "logging_steps",
-    "save_total_limit": "save_total_limit",
-}
 LAUNCHER_PRECISION_ENV = "ACCELERATE_MIXED_PRECISION"
 LAUNCHER_CPU_ENV = "ACCELERATE_USE_CPU"
 
@@ -63,8 +52,8 @@ class Hardware:
 def cpu_has_bf16() -> bool:
     """Whether this CPU computes in bfloat16 natively (AVX512-BF16, or AMX on Xeons since Sapphire Rapids).
 
-    There, bf16 autocast runs the matrix products about 2.3x faster than float32 (measured on an AVX512-BF16
-    EPYC); elsewhere oneDNN emulates bf16 and it is slower than float32.
+    There, bf16 autocast runs the matrix products faster than float32 (docs/results.md); elsewhere oneDNN
+    emulates bf16 and it is slower than float32.
     """
     return torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
 
@@ -134,13 +123,18 @@ def num_processes(environ: Mapping[str, str] | None = None) -> int:
     return int((os.environ if environ is None else environ).get("WORLD_SIZE", 1))
 
 
+def process_rank(environ: Mapping[str, str] | None = None) -> int:
+    """This process's rank among those training together (0 without a launcher); rank 0 reports and writes."""
+    return int((os.environ if environ is None else environ).get("RANK", 0))
+
+
 def optimizer_steps_per_epoch(num_batches: int, grad_accum_steps: int, num_processes: int) -> int:
     """Optimizer steps in one epoch of ``num_batches`` global batches shared by ``num_processes``."""
     return max(1, math.ceil(num_batches / (num_processes * grad_accum_steps)))
 
 
 def warmup_steps(recipe: Recipe, steps_per_epoch: int | None) -> float:
-    """``warmup_epochs`` (the guide's key) in optimizer steps when set, else ``warmup_steps`` as it is
+    """``warmup_epochs`` (the old system's key) in optimizer steps when set, else ``warmup_steps`` as it is
     (a float below 1 is a share of all steps, which the Trainer resolves). ``None``: epochs of unknown length."""
     if recipe.warmup_epochs is None:
         return recipe.warmup_steps

@@ -11,6 +11,7 @@ from pathlib import Path
 import torch
 from transformers import AutoModelForCTC, AutoProcessor
 
+from ..inference import require_model_folder
 from .checkpoints import complete_checkpoints, ordinary_file_modes
 
 logger = logging.getLogger("ai2text_hf.training")
@@ -39,8 +40,7 @@ def average_checkpoints(checkpoints: Sequence[str | Path], output: str | Path) -
     total: dict[str, torch.Tensor] = {}
     model = None
     for checkpoint in checkpoints:
-        if not (Path(checkpoint) / "config.json").is_file():
-            raise ValueError(f"{checkpoint} is no model folder (no config.json): pass checkpoint-N folders of a run.")
+        require_model_folder(checkpoint, "--checkpoints")
         model = AutoModelForCTC.from_pretrained(str(checkpoint))
         state = model.state_dict()
         if total and set(state) != set(total):

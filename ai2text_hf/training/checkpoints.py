@@ -3,7 +3,7 @@
 - Each checkpoint is written into ``checkpoints/_staging/checkpoint-N`` and renamed into place once
   complete, so a run killed mid-save leaves no ``checkpoint-N`` behind that ``--resume latest`` could pick.
   (transformers 5 writes ``checkpoint-N`` in place, and its ``get_last_checkpoint`` takes any folder of that
-  name, finished or not.) The next run removes the staging leftovers.
+  name, finished or not.) The staging folder goes once empty; the next run removes a killed run's leftovers.
 - Rotation keeps at most ``save_total_limit`` checkpoints, never deleting the newest (to resume), the best
   or the ``save_every`` ones.
 - ``validate_every`` / ``save_every`` thin out the Trainer's per-epoch evaluations and saves; the last epoch
@@ -25,8 +25,10 @@ import os
 import shutil
 from pathlib import Path
 
-from transformers import Trainer, TrainerCallback
+from transformers import TrainerCallback
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
+
+from .base import RecipeTrainer
 
 logger = logging.getLogger("ai2text_hf.training")
 
@@ -190,20 +192,20 @@ class CheckpointPlan(TrainerCallback):
         evaluate = last or epoch % self.validate_every == 0
         if args.eval_strategy == "epoch":
             control.should_evaluate = evaluate
+            # The loss and learning rate of the steps since the last log, so each summary shows them.
+            control.should_log = control.should_log or evaluate
         if args.save_strategy == "epoch":
             control.should_save = evaluate or bool(self.save_every and epoch % self.save_every == 0)
         return control
 
 
-class AtomicCheckpointsMixin(Trainer):
+class AtomicCheckpointsMixin(RecipeTrainer):
     """Mixed into the trainer: staged, renamed checkpoints with the sampler position, and our rotation.
 
-    The Trainer's own rotation is off (``save_total_limit=None`` in its arguments); ``checkpoint_limit`` and
-    ``save_every`` decide here. Subclasses add files with ``write_checkpoint_extras``.
+    The Trainer's own rotation is off (``save_total_limit=None`` in its arguments); the recipe's
+    ``save_total_limit`` and ``save_every`` decide here. Subclasses add files with ``write_checkpoint_extras``.
     """
 
-    checkpoint_limit: int | None = None
-    save_every: int | None = None
     _staging = False
 
     def _get_output_dir(self, trial) -> str:
@@ -239,21 +241,21 @@ class AtomicCheckpointsMixin(Trainer):
             if final.exists():
                 shutil.rmtree(final)
             os.replace(staged, final)
+            with contextlib.suppress(OSError):  # only when empty: a killed run's leftovers stay for the next run
+                staged.parent.rmdir()
             if self.state.best_model_checkpoint == str(final):
                 logger.info("Saved best model to: %s", final)
-            for path in rotate(root, self.checkpoint_limit, self.state.best_model_checkpoint):
-                logger.info("Deleted checkpoint %s (save_total_limit=%s)", path, self.checkpoint_limit)
+            limit = self.recipe.save_total_limit
+            for path in rotate(root, limit, self.state.best_model_checkpoint):
+                logger.info("Deleted checkpoint %s (save_total_limit=%s)", path, limit)
         self.accelerator.wait_for_everyone()
 
     def _write_state(self, folder: Path) -> None:
-        epoch = _epoch_end(self.state.epoch)
-        state = {
-            "global_step": self.state.global_step,
-            "keep": bool(self.save_every and epoch and epoch % self.save_every == 0),
-        }
-        sampler = getattr(self, "train_sampler", None)
-        if sampler is not None:
-            state["sampler"] = sampler_position(sampler, self.state.global_step, self.args.gradient_accumulation_steps)
+        epoch, save_every = _epoch_end(self.state.epoch), self.recipe.save_every
+        state = {"global_step": self.state.global_step, "keep": bool(save_every and epoch and epoch % save_every == 0)}
+        if self.train_sampler is not None:
+            accumulation = self.args.gradient_accumulation_steps
+            state["sampler"] = sampler_position(self.train_sampler, self.state.global_step, accumulation)
         (folder / STATE_NAME).write_text(json.dumps(state, indent=2) + "\n", encoding="utf-8")
 
 

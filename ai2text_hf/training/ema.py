@@ -68,9 +68,13 @@ class EmaUpdate(TrainerCallback):
 
 class EmaEvaluationMixin(AtomicCheckpointsMixin):
     """Mixed into the trainer: each evaluation also scores the EMA weights (``eval_ema_*`` metrics) and each
-    checkpoint carries the EMA state. Active when ``ema`` is set."""
+    checkpoint carries the EMA state. Active when the recipe's ``ema.enabled`` is."""
 
-    ema: WeightEMA | None = None
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.ema = WeightEMA(self.model, self.recipe.ema.decay) if self.recipe.ema.enabled else None
+        if self.ema is not None:
+            self.add_callback(EmaUpdate(self.ema))
 
     def evaluation_loop(
         self, dataloader, description, prediction_loss_only=None, ignore_keys=None, metric_key_prefix="eval"

@@ -1,4 +1,4 @@
-"""Guard rails: the training failures the guide's Troubleshooting section lists, caught as they happen
+"""Guard rails: the training failures docs/troubleshooting.md lists, caught as they happen
 and reported with the fix.
 
 - infinite or NaN per-utterance CTC losses, named by utterance id (seen before ``zero_infinity`` would
@@ -16,9 +16,10 @@ from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
-from transformers import Trainer, TrainerCallback
+from transformers import TrainerCallback
 
 from ..modeling_ai2text import mix_ctc_losses
+from .base import RecipeTrainer
 
 logger = logging.getLogger("ai2text_hf.training")
 
@@ -85,7 +86,7 @@ class NonFiniteLossReport:
             )
 
 
-class GuardedCTCLossMixin(Trainer):
+class GuardedCTCLossMixin(RecipeTrainer):
     """Mixed into the trainer: the CTC loss per utterance (checked, then normalised), and OOM advice.
 
     Loss normalisation: the summed per-utterance CTC losses of a micro-batch are divided by the number of
@@ -138,7 +139,7 @@ class GuardedCTCLossMixin(Trainer):
                 raise
             advice = OOM_ADVICE.format(
                 where=f" at step {self.state.global_step}",
-                max_batch_seconds=getattr(getattr(self, "recipe", None), "max_batch_seconds", float("nan")),
+                max_batch_seconds=self.recipe.max_batch_seconds,
                 grad_accum_steps=self.args.gradient_accumulation_steps,
             )
             logger.error(advice)

@@ -1,4 +1,4 @@
-"""The guide's pre-training checklist, run before the first step so a run fails in seconds, not hours.
+"""The pre-training checklist, run before the first step so a run fails in seconds, not hours.
 
 Dataset found (and which version), output folder writable, enough free disk for the checkpoints the run
 will keep, the device and whether mixed precision applies, and the effective batch size. A problem stops
@@ -87,13 +87,14 @@ def report_dataset(source: str, manifest: dict | None) -> None:
         return
     counts = manifest.get("counts", {})
     logger.info(
-        "Preflight: dataset %s, version %s (prepared %s by ai2text-hf %s; %s train / %s val / %s test utterances).",
+        "Preflight: dataset %s, version %s (prepared %s by ai2text-hf %s; %s train / %s validation / %s test "
+        "utterances).",
         source,
         str(manifest.get("fingerprint", "?"))[:12],
         manifest.get("created", "?"),
         manifest.get("ai2text_hf_version", "?"),
         counts.get("train", "?"),
-        counts.get("val", "?"),
+        counts.get("validation", counts.get("val", "?")),  # "val" in folders of format 1
         counts.get("test", "?"),
     )
 
@@ -154,9 +155,10 @@ def report_batch(recipe: Recipe, sampler: DurationBatchSampler | None, num_proce
     per_step = recipe.max_batch_seconds * num_processes * recipe.grad_accum_steps
     batches = ""
     if sampler is not None:
+        count = len(sampler.global_batches())  # over all processes
         batches = (
-            f"; batches hold {float(sampler.durations.sum()) / max(1, len(sampler)):.0f} s of speech on average, "
-            f"{len(sampler)} batches per epoch, padding share {100 * sampler.padding_share():.1f}%"
+            f"; batches hold {float(sampler.durations.sum()) / max(1, count):.0f} s of speech on average, "
+            f"{count} batches per epoch, padding share {100 * sampler.padding_share():.1f}%"
         )
     logger.info(
         "Preflight: effective batch up to %.0f s of audio per optimizer step (%.0f s per batch x %d process%s x %d "

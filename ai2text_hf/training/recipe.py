@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import logging
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +21,8 @@ from ..configuration_ai2text import AI2TextConfig
 from ..data.augment import Augmentation  # the augmentation section: defined beside the augmenter that reads it
 from ..feature_extraction_ai2text import PITCH_FEATURES, PITCH_NORM_WINDOW
 from .schedules import scheduler_names
+
+logger = logging.getLogger("ai2text_hf.training")
 
 _TRAINING_ARGUMENT_FIELDS = {f.name for f in dataclasses.fields(TrainingArguments)}
 # Architecture defaults are the model configuration's own, so they are defined once.
@@ -59,11 +62,36 @@ class Tune:
     search_space: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
-# Recipe keys that are mappings of their own, and the guide's old names for our keys.
+#: Recipe keys that are TrainingArguments fields under another (or the same) name.
+RECIPE_TO_ARGUMENTS = {
+    "num_epochs": "num_train_epochs",
+    "learning_rate": "learning_rate",
+    "weight_decay": "weight_decay",
+    "grad_clip": "max_grad_norm",
+    "grad_accum_steps": "gradient_accumulation_steps",
+    "seed": "seed",
+    "logging_steps": "logging_steps",
+    "save_total_limit": "save_total_limit",
+}
+# Recipe keys that are mappings of their own, and other names for our keys: the old system's ones and the
+# TrainingArguments fields a recipe key sets. Each is read as our key, so one setting has one value.
 _SECTIONS = {"augmentation": Augmentation, "early_stopping": EarlyStopping, "ema": Ema, "wandb": Wandb, "tune": Tune}
-_ALIASES = {"checkpoint_dir": "output_dir", "database_path": "dataset", "pretrained_model": "init_from"}
+_ALIASES = {
+    "checkpoint_dir": "output_dir",
+    "database_path": "dataset",
+    "pretrained_model": "init_from",
+    "lr_scheduler_type": "lr_scheduler",
+    "dataloader_num_workers": "num_workers",
+    "dataloader_pin_memory": "pin_memory",
+    **{argument: key for key, argument in RECIPE_TO_ARGUMENTS.items() if argument != key},
+}
+#: Recipe keys that are free mappings, merged key by key like the sections (``--config_overrides.layerdrop 0.1``).
+_MAPPINGS = ("config_overrides",)
+#: Keys that set how long a run trains by epochs or steps; given on the command line, they end the recipe
+#: file's ``max_train_minutes`` (see :func:`load_recipe`).
+_LENGTH_KEYS = ("num_epochs", "max_steps")
 # Keys of the old augmentation section, refused with their replacement: each family now has its own probability.
-_PER_FAMILY = "one probability per family (noise_prob, gain_prob, pad_prob, tempo_prob, ...; see the guide)"
+_PER_FAMILY = "one probability per family (noise_prob, gain_prob, pad_prob, tempo_prob, ...; see docs/training.md)"
 _RENAMED = {
     "augmentation.types": f"augmentation.types and augmentation.prob were replaced by {_PER_FAMILY}",
     "augmentation.prob": f"augmentation.types and augmentation.prob were replaced by {_PER_FAMILY}",
@@ -77,7 +105,7 @@ _RENAMED = {
 
 @dataclass
 class Recipe:
-    """Every training option, with its default. Field names follow the training guide's keys."""
+    """Every training option, with its default. Field names keep the old system's keys where the idea is the same."""
 
     # Model architecture (AI2TextConfig)
     d_model: int = _MODEL.d_model
@@ -102,11 +130,10 @@ class Recipe:
     sample_rate: int = _MODEL.sample_rate
     n_mels: int = _MODEL.n_mels
     # 3 pitch columns per frame (voicing, log-F0, slope) after the mels, for the tones. Off by default: they halve
-    # the demo's test CER (8.8 h, 900 voices: 9.1 -> 4.7 % at the same steps) but made the 0.3 h test-fixture
-    # corpus worse (val 33 -> 58 %); recipes/demo-cpu.yaml opts in.
+    # the demo's test CER but hurt a corpus of minutes (docs/results.md); recipes/demo-cpu.yaml opts in.
     pitch: bool = False
     # Seconds around each frame whose voiced mean the log-F0 is centred on; null: the whole utterance (better
-    # on single utterances, worse when a long recording changes speaker; see docs/recipes.md).
+    # on single utterances, worse when a long recording changes speaker; see docs/results.md).
     pitch_norm_window: float | None = PITCH_NORM_WINDOW
     n_fft: int = 400
     hop_length: int = _MODEL.hop_length
@@ -119,7 +146,7 @@ class Recipe:
     grad_clip: float = 1.0
     num_epochs: float = 20
     warmup_steps: float = 0.1  # a float < 1 is a share of all steps
-    warmup_epochs: float | None = None  # the guide's key; when set it replaces warmup_steps
+    warmup_epochs: float | None = None  # the old system's key; when set it replaces warmup_steps
     lr_scheduler: str = "cosine"  # cosine, linear, onecycle, noam or any transformers scheduler name
     max_batch_seconds: float = 200.0
     batch_size: int | None = None  # optional cap on utterances per batch
@@ -148,6 +175,15 @@ class Recipe:
     reset_head: bool = False  # re-initialise the output layer when init_from has another vocabulary
     freeze_feature_encoder: bool = False
     freeze_layers: int = 0  # freeze the first N encoder layers
+    # init_from's configuration values to change before it loads, e.g. {mask_time_prob: 0.05, layerdrop: 0.1}
+    config_overrides: dict[str, Any] = field(default_factory=dict)
+    head_learning_rate: float | None = None  # the output layer's learning rate; null: learning_rate
+    layerwise_lr_decay: float | None = None  # each encoder layer learns at this factor of the one above; null: 1
+    # LoRA adapters (peft) instead of training every weight; 0: off. The output layer still trains in full.
+    lora_rank: int = 0
+    lora_alpha: float = 16.0  # adapters are scaled by lora_alpha / lora_rank
+    lora_dropout: float = 0.05
+    lora_target_modules: list[str] | None = None  # null: the attention projections of the model's family
     tune: Tune = field(default_factory=Tune)
     # Paths (usually given on the command line)
     dataset: str | None = None  # a prepared folder, or a metadata CSV (always streamed)
@@ -246,21 +282,39 @@ def _merge_section(values: dict[str, Any], name: str, updates: Any, source: str)
         section[key] = value
 
 
-def _merge(values: dict[str, Any], updates: dict[str, Any], source: str) -> None:
+def canonical_key(key: str) -> str:
+    """Our name for ``key`` (``num_train_epochs`` → ``num_epochs``, ``checkpoint_dir`` → ``output_dir``)."""
+    return _ALIASES.get(key, key)
+
+
+def _merge(values: dict[str, Any], updates: dict[str, Any], source: str, spelled: dict[str, str] | None = None) -> None:
     """Fold ``updates`` into ``values``; TrainingArguments fields go to ``training_args``.
 
     Sections merge key by key, so ``--augmentation.prob 0.3`` keeps the recipe's other augmentation keys.
+    One source giving one setting under two names (``num_epochs`` and ``num_train_epochs``) is refused:
+    which one should win is the user's call. ``spelled`` maps each key set so far in ``source`` to its spelling.
     """
     known = set(Recipe.keys())
-    for key, value in updates.items():
-        key = _ALIASES.get(key, key)
+    spelled = {} if spelled is None else spelled
+    for given, value in updates.items():
+        key = canonical_key(given)
+        if key in spelled and spelled[key] != given:
+            raise RecipeError(
+                f"{source} sets both '{spelled[key]}' and '{given}', two names for the same setting: keep one "
+                f"(the recipe key is '{key}')."
+            )
+        spelled[key] = given
         section, _, subkey = key.partition(".")
         if key == "training_args":
             if not isinstance(value, dict):
                 raise RecipeError(f"{source}: 'training_args' must be a mapping")
-            _merge(values, value, source)
+            _merge(values, value, source, spelled)
         elif section in _SECTIONS:
             _merge_section(values, section, {subkey: value} if subkey else value, source)
+        elif section in _MAPPINGS:
+            if not subkey and not isinstance(value, dict):
+                raise RecipeError(f"{source}: '{section}' must be a mapping of keys to values, got {value!r}")
+            values[section] = {**values.get(section, {}), **({subkey: value} if subkey else value)}
         elif subkey:
             raise RecipeError(f"{source}: '{section}' has no sub-keys (sections: {', '.join(_SECTIONS)})")
         elif key in known:
@@ -273,7 +327,7 @@ def _merge(values: dict[str, Any], updates: dict[str, Any], source: str) -> None
 
 def _is_boolean(key: str) -> bool:
     """Whether ``key`` (a recipe key, ``section.key`` or TrainingArguments field) takes true/false."""
-    key = _ALIASES.get(key, key)
+    key = canonical_key(key)
     section, _, subkey = key.partition(".")
     if subkey:
         owner = _SECTIONS.get(section)
@@ -313,7 +367,11 @@ def parse_overrides(pairs: list[str]) -> dict[str, Any]:
 
 
 def load_recipe(path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> Recipe:
-    """Defaults, then the YAML file at ``path``, then ``overrides`` (the command line)."""
+    """Defaults, then the YAML file at ``path``, then ``overrides`` (the command line).
+
+    A run length given on the command line (``num_epochs`` or ``max_steps``) is what the user asked for: it
+    ends the file's ``max_train_minutes`` too, unless the command line also gives ``max_train_minutes``.
+    """
     values: dict[str, Any] = {}
     if path is not None:
         path = Path(path)
@@ -324,7 +382,17 @@ def load_recipe(path: str | Path | None = None, overrides: dict[str, Any] | None
             raise RecipeError(f"{path}: a recipe must be a YAML mapping of keys to values")
         _merge(values, loaded, str(path))
     if overrides:
-        _merge(values, overrides, "command line")
+        file_budget = values.get("max_train_minutes")
+        given: dict[str, str] = {}
+        _merge(values, overrides, "command line", given)
+        length = [given[key] for key in _LENGTH_KEYS if key in given]
+        if file_budget and length and "max_train_minutes" not in given:
+            values["max_train_minutes"] = None
+            logger.warning(
+                "--%s on the command line sets the run's length, so %s's max_train_minutes: %g no longer applies "
+                "(add --max_train_minutes %g to keep that budget too).",
+                length[0], path, file_budget, file_budget,
+            )  # fmt: skip
     recipe = Recipe(**values)
     _check(recipe)
     return recipe
@@ -349,11 +417,40 @@ def _check(recipe: Recipe) -> None:
         recipe.augmentation.check(check_paths=recipe.augmentation.enabled)
     except ValueError as error:
         raise RecipeError(str(error)) from error
+    _check_fine_tuning(recipe)
     if recipe.pitch_norm_window is not None and not recipe.pitch_norm_window > 0:
         raise RecipeError(
             f"pitch_norm_window must be a positive number of seconds, or null for the whole utterance; "
             f"got {recipe.pitch_norm_window!r}"
         )
+
+
+def _check_fine_tuning(recipe: Recipe) -> None:
+    for name in ("head_learning_rate", "layerwise_lr_decay"):
+        value = getattr(recipe, name)
+        if value is not None and not value > 0:
+            raise RecipeError(f"{name} must be positive (or null for learning_rate everywhere), got {value!r}")
+    if recipe.layerwise_lr_decay is not None and recipe.layerwise_lr_decay > 1:
+        raise RecipeError(f"layerwise_lr_decay must be at most 1 (e.g. 0.9), got {recipe.layerwise_lr_decay!r}")
+    if recipe.config_overrides and not recipe.init_from:
+        raise RecipeError(
+            "config_overrides changes the configuration of the init_from model, and no init_from is set: set the "
+            "architecture keys (d_model, dropout, ...) for a new model instead."
+        )
+    if not recipe.lora_rank:
+        return
+    if recipe.lora_rank < 0 or recipe.lora_alpha <= 0 or not 0 <= recipe.lora_dropout < 1:
+        raise RecipeError(
+            f"LoRA needs lora_rank > 0, lora_alpha > 0 and 0 <= lora_dropout < 1; got {recipe.lora_rank!r}, "
+            f"{recipe.lora_alpha!r} and {recipe.lora_dropout!r}"
+        )
+    if not recipe.init_from:
+        raise RecipeError(
+            "lora_rank adapts a trained model: set init_from (a local copy of e.g. facebook/wav2vec2-xls-r-300m, "
+            "or runs/<name>/model), or lora_rank: 0 to train a new model."
+        )
+    if recipe.ema.enabled:
+        raise RecipeError("ema averages every weight but LoRA trains adapters: set ema.enabled false or lora_rank 0.")
 
 
 def save_recipe(recipe: Recipe, path: str | Path) -> None:

@@ -14,19 +14,24 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import datasets
 import numpy as np
 import torch
 from accelerate.data_loader import DataLoaderShard
 from datasets.distributed import split_dataset_by_node
 from torch.utils.data import DataLoader
 from torch.utils.tensorboard import SummaryWriter
-from transformers import EarlyStoppingCallback, PreTrainedModel, TrainerCallback, TrainingArguments, set_seed
+from transformers import (
+    EarlyStoppingCallback,
+    PreTrainedModel,
+    ProgressCallback,
+    TrainerCallback,
+    TrainingArguments,
+    set_seed,
+)
 from transformers.integrations import TensorBoardCallback
 
 from ..data.sampler import DurationBatchSampler
@@ -36,13 +41,13 @@ from ..metrics import error_rates
 from ..processing_ai2text import AI2TextProcessor
 from ..tokenization_ai2text import AI2TextTokenizer
 from .arguments import (
-    num_processes,
     optimizer_steps_per_epoch,
+    process_rank,
     recipe_arguments,
     resolve_hardware,
     warmup_steps,
 )
-from .budget import WallClockLimit
+from .budget import BudgetProgress, WallClockLimit, log_run_length
 from .checkpoints import (
     BYTES_PER_PARAMETER,
     CheckpointPlan,
@@ -53,14 +58,16 @@ from .checkpoints import (
     remove_staging,
     resolve_resume,
 )
-from .datasets import CollatorEpoch, model_inputs, open_splits
-from .ema import EmaEvaluationMixin, EmaUpdate, WeightEMA
+from .ema import EmaEvaluationMixin
 from .guards import BlankPredictionGuard, GuardedCTCLossMixin, OverfittingGuard
-from .init import initial_model
+from .initial_model import initial_model
+from .learning_rates import learning_rate_scales, regroup
+from .lora import is_lora
 from .preflight import check_paths, check_run_folder, run_preflight
 from .recipe import Recipe, save_recipe
 from .schedules import CUSTOM_SCHEDULES, create_custom_scheduler, trainer_scheduler_type
 from .tracking import HyperparametersToTensorBoard, report_to, save_hyperparameters
+from .training_data import CollatorEpoch, model_inputs, open_splits, train_sampler
 
 logger = logging.getLogger("ai2text_hf.training")
 
@@ -77,11 +84,9 @@ class CTCTrainer(EmaEvaluationMixin, GuardedCTCLossMixin):
     """``Trainer`` with duration-bucketed batches and greedy CTC decoding for evaluation; per-utterance CTC
     losses with guard rails (guards.py), atomic checkpoints (checkpoints.py) and EMA weights (ema.py)."""
 
-    def __init__(self, *args, recipe: Recipe, resolved: dict | None = None, eval_data_collator=None, **kwargs):
+    def __init__(self, *args, resolved: dict | None = None, eval_data_collator=None, **kwargs):
         super().__init__(*args, **kwargs)
-        self.recipe = recipe
         self.resolved = resolved or {}  # what the recipe resolved to on this machine (device, precision, ...)
-        self.train_sampler: DurationBatchSampler | None = None
         # Evaluation never augments: the on-the-fly path gives it a collator without an augmenter.
         self.eval_data_collator = eval_data_collator or self.data_collator
 
@@ -134,17 +139,6 @@ class CTCTrainer(EmaEvaluationMixin, GuardedCTCLossMixin):
         save_hyperparameters(run_dir / "hyperparameters.json", self.resolved, self.args)
 
     def get_train_dataloader(self) -> DataLoader:
-        if isinstance(self.train_dataset, datasets.IterableDataset):
-            return self._loader(self.train_dataset, None, self.data_collator)
-        self.train_sampler = DurationBatchSampler(
-            list(self.train_dataset["duration"]),
-            max_batch_seconds=self.recipe.max_batch_seconds,
-            max_batch_size=self.recipe.batch_size,
-            shuffle=True,
-            seed=self.args.seed,
-            num_replicas=self.args.world_size,
-            rank=self.args.process_index,
-        )
         return self._loader(self.train_dataset, self.train_sampler, self.data_collator)
 
     def get_eval_dataloader(self, eval_dataset=None) -> DataLoader:
@@ -159,6 +153,14 @@ class CTCTrainer(EmaEvaluationMixin, GuardedCTCLossMixin):
     def get_test_dataloader(self, test_dataset) -> DataLoader:
         """``predict`` batches like evaluation (the Trainer's own loader would drop the ``audio`` column)."""
         return self.get_eval_dataloader(test_dataset)
+
+    def create_optimizer(self, model=None):
+        """The Trainer's optimizer, its groups split by the recipe's per-group learning rates (learning_rates.py)."""
+        optimizer = super().create_optimizer(model)
+        scales = learning_rate_scales(self.recipe, model or self.model)
+        if scales:
+            regroup(optimizer, scales)
+        return optimizer
 
     def create_scheduler(self, num_training_steps: int, optimizer=None):
         """OneCycle and Noam (``lr_scheduler`` in the recipe) are ours; every other name is transformers'."""
@@ -192,7 +194,7 @@ class CTCTrainer(EmaEvaluationMixin, GuardedCTCLossMixin):
 
 
 class EpochSummary(TrainerCallback):
-    """Prints the guide's per-evaluation summary block and tracks the best checkpoint."""
+    """Prints the per-evaluation summary block and tracks the best checkpoint."""
 
     def __init__(self, model_dir: Path, metric: str):
         self.model_dir = model_dir
@@ -251,7 +253,7 @@ def _setup_logging(log_dir: Path) -> logging.Handler:
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     root = logging.getLogger("ai2text_hf")
     # Under torchrun every process runs this: only the main one reports progress, the others only problems.
-    root.setLevel(logging.INFO if int(os.environ.get("RANK", "0")) == 0 else logging.WARNING)
+    root.setLevel(logging.INFO if process_rank() == 0 else logging.WARNING)
     root.addHandler(handler)
     if not any(isinstance(h, logging.StreamHandler) and not isinstance(h, logging.FileHandler) for h in root.handlers):
         console = logging.StreamHandler()
@@ -334,20 +336,18 @@ def build_trainer(recipe: Recipe, dataset_dir: Path, run_dir: Path) -> tuple[CTC
     data = model_inputs(splits, recipe, tokenizer, initial)
     model, feature_extractor = initial.model, initial.feature_extractor
     processor = AI2TextProcessor(feature_extractor=feature_extractor, tokenizer=tokenizer)
-    train_set, val_set = data.train, data.val
+    train_set, validation_set = data.train, data.validation
 
     run_dir.mkdir(parents=True, exist_ok=True)
     num_params = sum(p.numel() for p in model.parameters())
     kind = getattr(model.config, "block_type", type(model).__name__)
     logger.info("%s Model: %s, %.2f M parameters.", splits.describe(), kind, num_params / 1e6)
 
-    sampler = None
-    if not splits.streamed:
-        sampler = DurationBatchSampler(
-            list(train_set["duration"]), recipe.max_batch_seconds, recipe.batch_size, seed=recipe.seed
-        )
+    sampler = train_sampler(recipe, train_set)
     hardware = resolve_hardware(recipe)
-    steps_per_epoch = sampler and optimizer_steps_per_epoch(len(sampler), recipe.grad_accum_steps, num_processes())
+    steps_per_epoch = sampler and optimizer_steps_per_epoch(
+        len(sampler) * sampler.num_replicas, recipe.grad_accum_steps, sampler.num_replicas
+    )
     args = TrainingArguments(
         **{
             "output_dir": str(run_dir / "checkpoints"),
@@ -365,12 +365,15 @@ def build_trainer(recipe: Recipe, dataset_dir: Path, run_dir: Path) -> tuple[CTC
             "report_to": report_to(recipe.wandb),
             "run_name": recipe.wandb.run_name,
             "remove_unused_columns": True,
+            "label_names": ["labels"],  # a LoRA-wrapped model's forward does not name them
             **recipe.training_args,
         }
     )
     run_preflight(recipe, run_dir, splits.source, splits.manifest, num_params, hardware, sampler)
+    log_run_length(recipe, steps_per_epoch, args.max_steps)
     summary = EpochSummary(run_dir / "model", recipe.metric_for_best_model)
-    writer = SummaryWriter(str(run_dir / "logs"))
+    # Only the main process writes TensorBoard events (the callbacks skip the others at train begin).
+    writer = SummaryWriter(str(run_dir / "logs")) if args.process_index == 0 else None
     resolved = {
         "device": hardware.device,
         "precision": hardware.precision,
@@ -384,33 +387,34 @@ def build_trainer(recipe: Recipe, dataset_dir: Path, run_dir: Path) -> tuple[CTC
         TensorBoardCallback(tb_writer=writer),
         HyperparametersToTensorBoard(writer, recipe, resolved),
     ]
+    limit = None
     if recipe.max_train_minutes:
-        callbacks.append(WallClockLimit(recipe.max_train_minutes, recipe.fit_schedule_to_budget))
+        limit = WallClockLimit(recipe.max_train_minutes, recipe.fit_schedule_to_budget)
+        callbacks.append(limit)
     callbacks += [CheckpointPlan(recipe.validate_every, recipe.save_every), BlankPredictionGuard(), OverfittingGuard()]
     if recipe.early_stopping.enabled:
         stopping = recipe.early_stopping
         callbacks.append(EarlyStoppingCallback(stopping.patience, early_stopping_threshold=stopping.min_delta))
     if args.push_to_hub:  # the Trainer's own pushes during training leave out the model code files
         callbacks.append(CompleteHubPushCallback(recipe=run_dir / "recipe.yaml"))
+    if data.train_collator is not data.eval_collator:
+        callbacks.append(CollatorEpoch(data.train_collator))
     trainer = CTCTrainer(
         model=model,
         args=args,
         train_dataset=train_set,
-        eval_dataset=val_set,
+        eval_dataset=validation_set,
         data_collator=data.train_collator,
         eval_data_collator=data.eval_collator,
         processing_class=processor,
         compute_metrics=_compute_metrics_fn(tokenizer, recipe.tone_placement),
         callbacks=callbacks,
         recipe=recipe,
+        train_sampler=sampler,
         resolved=resolved,
     )
-    trainer.checkpoint_limit, trainer.save_every = recipe.save_total_limit, recipe.save_every
-    if recipe.ema.enabled:
-        trainer.ema = WeightEMA(trainer.model, recipe.ema.decay)
-        trainer.add_callback(EmaUpdate(trainer.ema))
-    if data.train_collator is not data.eval_collator:
-        trainer.add_callback(CollatorEpoch(data.train_collator))
+    if limit is not None and trainer.pop_callback(ProgressCallback) is not None:
+        trainer.add_callback(BudgetProgress(limit))  # tqdm's bar would promise the steps the budget cuts off
     return trainer, summary
 
 
@@ -424,7 +428,6 @@ def _train(
         remove_staging(trainer.args.output_dir)
     resume = resolve_resume(resume, trainer.args.output_dir)
     if resume is not None:
-        trainer.get_train_dataloader()  # builds the sampler the resumed run will use
         if trainer.train_sampler is not None:
             check_resume_position(resume, trainer.train_sampler, trainer.args.gradient_accumulation_steps)
         if trainer.ema is not None and not trainer.ema.load_state(resume):
@@ -439,6 +442,12 @@ def _train(
     train_seconds = time.monotonic() - start
     weights = BYTES_PER_PARAMETER * sum(p.numel() for p in trainer.model.parameters())
     with explain_disk_full(model_dir, f"the model into {model_dir} (incomplete now)", checkpoints_dir, weights):
+        if is_lora(trainer.model):  # the adapters on their own, then merged into the base for model/
+            if trainer.args.should_save:
+                trainer.model.save_pretrained(str(run_dir / "adapter"))
+                processor.save_pretrained(str(run_dir / "adapter"))
+                logger.info("Saved the LoRA adapter to: %s", run_dir / "adapter")
+            trainer.model = trainer.model.merge_and_unload()
         trainer.save_model(str(model_dir))
         if trainer.args.should_save:  # one writer under torchrun / accelerate launch
             processor.save_pretrained(str(model_dir))

@@ -12,7 +12,7 @@ The search space is the recipe's ``tune.search_space``, keyed by recipe keys::
 Keys that are TrainingArguments fields (``learning_rate``, ``grad_clip`` → ``max_grad_norm``, ...) are set by
 the Trainer for each trial; the others (model size, dropout, ``max_batch_seconds``) go into the trial's recipe,
 from which ``model_init`` builds the model and the sampler its batches. Each trial trains and is scored by the
-recipe's ``metric_for_best_model`` on the val split; the best trial's recipe is written as a complete recipe
+recipe's ``metric_for_best_model`` on the validation split; the best trial's recipe is written as a complete recipe
 (``runs/<name>/best-recipe.yaml``) that ``ai2text train --recipe`` takes as it is.
 """
 
@@ -27,10 +27,10 @@ from typing import Any
 
 from transformers import TrainingArguments
 
-from .arguments import RECIPE_TO_ARGUMENTS
 from .preflight import check_paths
-from .recipe import Recipe, RecipeError, load_recipe, save_recipe
+from .recipe import RECIPE_TO_ARGUMENTS, Recipe, RecipeError, canonical_key, load_recipe, save_recipe
 from .trainer import _setup_logging, build_model, build_trainer, run_paths
+from .training_data import train_sampler
 
 logger = logging.getLogger("ai2text_hf.training")
 
@@ -84,7 +84,7 @@ def suggest(trial, space: dict[str, dict[str, Any]]) -> dict[str, Any]:
 
 def with_override(recipe: Recipe, values: dict[str, Any]) -> Recipe:
     """``recipe`` with ``values`` (recipe keys, ``section.key`` or TrainingArguments fields) set, checked."""
-    return load_recipe(None, {**recipe.to_dict(), **values})
+    return load_recipe(None, {**recipe.to_dict(), **{canonical_key(key): value for key, value in values.items()}})
 
 
 def argument_values(values: dict[str, Any]) -> dict[str, Any]:
@@ -120,8 +120,9 @@ def _search(recipe: Recipe, space: dict, dataset: Path, run_dir: Path, n_trials:
     tokenizer = trainer.processing_class.tokenizer
 
     def model_init(trial):
-        # Called by the Trainer before each trial's training: the sampler reads trainer.recipe for its batches.
+        # Called by the Trainer before each trial's training: the trial's batches follow its recipe too.
         trainer.recipe = recipe if trial is None else with_override(recipe, suggest(trial, space))
+        trainer.train_sampler = train_sampler(trainer.recipe, trainer.train_dataset)
         return build_model(trainer.recipe, tokenizer)
 
     trainer.model_init = model_init

@@ -14,6 +14,7 @@ import soundfile as sf
 import soxr
 from scipy.fft import next_fast_len
 
+from ..audio import audio_array
 from .options import noise_files
 from .waveform import loop_to, mean_power
 
@@ -74,7 +75,7 @@ class BabblePool:
         else:
             picked = np.random.default_rng([seed, 0xBAB]).choice(len(dataset), min(size, len(dataset)), replace=False)
             rows = columns.select(np.sort(picked)).with_format("numpy")
-        return cls([(row["id"], row["audio"]) for row in rows])
+        return cls([(row["id"], audio_array(row["audio"])) for row in rows])
 
     def __len__(self) -> int:
         return len(self.waves)

@@ -1,12 +1,12 @@
 """What the trainer feeds the model: precomputed features, 16 kHz audio featurised per batch, or a stream.
 
-Three sources, one contract (``train``/``val`` with ``duration``, ``text`` and either ``input_features`` or
-``audio``):
+Three sources, one contract (``train``/``validation`` with ``duration``, ``text`` and either ``input_features``
+or ``audio``):
 
 - a prepared folder (``ai2text prepare``): its ``manifest.json`` says whether it stores features or audio
   (``--on-the-fly``); with ``streaming: true`` its train split is read as an ``IterableDataset``;
 - a metadata CSV: always streamed, rows checked and decoded while training (``ai2text_hf.data.streaming``),
-  never materialised; val is read into memory once (it is evaluated repeatedly).
+  never materialised; validation is read into memory once (it is evaluated repeatedly).
 
 Waveform augmentation and foreign models (Wav2Vec2: raw audio) need the audio path.
 """
@@ -26,9 +26,12 @@ from ..data.augment.noise import BabblePool
 from ..data.collator import AudioCTCCollator, CTCCollator
 from ..data.features import assert_features_match
 from ..data.prepare import load_prepared, read_manifest
+from ..data.sampler import DurationBatchSampler
 from ..data.streaming import stream_dataset
+from ..data.versions import resolve_split
 from ..tokenization_ai2text import AI2TextTokenizer
-from .init import InitialModel, output_frames, recipe_feature_extractor
+from .arguments import num_processes, process_rank
+from .initial_model import InitialModel, output_frames, recipe_feature_extractor
 from .recipe import Recipe
 
 logger = logging.getLogger("ai2text_hf.training")
@@ -36,10 +39,10 @@ logger = logging.getLogger("ai2text_hf.training")
 
 @dataclass
 class Splits:
-    """The train and val splits as read, before labels and model inputs."""
+    """The train and validation splits as read, before labels and model inputs."""
 
     train: datasets.Dataset | datasets.IterableDataset
-    val: datasets.Dataset
+    validation: datasets.Dataset
     store: str  # "features" or "audio"
     source: str
     manifest: dict | None  # None for a CSV
@@ -58,13 +61,14 @@ class Splits:
         return list(self.train["text"])
 
     def describe(self) -> str:
-        val_hours = float(np.sum(self.val["duration"])) / 3600
+        validation_hours = float(np.sum(self.validation["duration"])) / 3600
         if self.streamed:
             train = "streamed train split"
         else:
             train = f"{len(self.train)} train utterances ({float(np.sum(self.train['duration'])) / 3600:.2f} h)"
         kind = "audio, features computed per batch" if self.store == "audio" else "precomputed features"
-        return f"Dataset {self.source}: {train}, {len(self.val)} val ({val_hours:.2f} h); {kind}."
+        validation = f"{len(self.validation)} validation ({validation_hours:.2f} h)"
+        return f"Dataset {self.source}: {train}, {validation}; {kind}."
 
 
 @dataclass
@@ -72,7 +76,7 @@ class TrainingData:
     """Splits with ``labels``, and the collators that turn their rows into the model's inputs."""
 
     train: datasets.Dataset | datasets.IterableDataset
-    val: datasets.Dataset
+    validation: datasets.Dataset
     train_collator: CTCCollator | AudioCTCCollator
     eval_collator: CTCCollator | AudioCTCCollator
 
@@ -83,26 +87,27 @@ def open_splits(recipe: Recipe, path: Path) -> Splits:
         return _csv_splits(recipe, path)
     manifest = read_manifest(path)
     data = load_prepared(path)
-    if len(data["train"]) == 0 or len(data["val"]) == 0:
+    train, validation = data["train"], data[resolve_split(data, "validation")]  # "val" in folders of format 1
+    if len(train) == 0 or len(validation) == 0:
         raise ValueError(
-            f"{path} has {len(data['train'])} train and {len(data['val'])} val utterances: training "
-            "needs both. Give some rows split=val in the metadata CSV and prepare again."
+            f"{path} has {len(train)} train and {len(validation)} validation utterances: training needs both. "
+            "Give some rows split=validation in the metadata CSV (or let `ai2text prepare --validation-from-train` "
+            "carve them from train) and prepare again."
         )
-    train = data["train"]
     if recipe.streaming:
         shards = min(len(train), max(1, recipe.num_workers) * 8)
         train = train.to_iterable_dataset(num_shards=shards)
         train = train.shuffle(seed=recipe.seed, buffer_size=recipe.stream_buffer_size)
-    return Splits(train, data["val"], manifest["options"]["store"], str(path), manifest)
+    return Splits(train, validation, manifest["options"]["store"], str(path), manifest)
 
 
 def _csv_splits(recipe: Recipe, csv_path: Path) -> Splits:
     feature_extractor = recipe_feature_extractor(recipe)
     options = {"feature_extractor": feature_extractor, "tone_placement": recipe.tone_placement, "store": "audio"}
     train = stream_dataset(csv_path, split="train", **options)
-    val = datasets.Dataset.from_list(list(stream_dataset(csv_path, split="val", **options)))
+    validation = datasets.Dataset.from_list(list(stream_dataset(csv_path, split="validation", **options)))
     train = train.shuffle(seed=recipe.seed, buffer_size=recipe.stream_buffer_size)
-    return Splits(train, val, "audio", str(csv_path), None)
+    return Splits(train, validation, "audio", str(csv_path), None)
 
 
 def model_inputs(splits: Splits, recipe: Recipe, tokenizer: AI2TextTokenizer, initial: InitialModel) -> TrainingData:
@@ -127,16 +132,30 @@ def model_inputs(splits: Splits, recipe: Recipe, tokenizer: AI2TextTokenizer, in
             )
     _check_front_end(splits, initial)
     train = _with_labels(splits.train, tokenizer)
-    val = _with_labels(splits.val, tokenizer)
+    validation = _with_labels(splits.validation, tokenizer)
     if splits.store == "features":
         collator = CTCCollator(padding_value=initial.feature_extractor.padding_value)
-        return TrainingData(train, val, collator, collator)
+        return TrainingData(train, validation, collator, collator)
     augmenter = _augmenter(splits, recipe, initial.feature_extractor.sampling_rate) if augment else None
     return TrainingData(
         train,
-        val,
+        validation,
         AudioCTCCollator(initial.feature_extractor, augmenter, output_frames(initial)),
         AudioCTCCollator(initial.feature_extractor),
+    )
+
+
+def train_sampler(recipe: Recipe, train: datasets.Dataset | datasets.IterableDataset) -> DurationBatchSampler | None:
+    """This process's share of the duration-bucketed train batches; ``None`` for a stream (packed as it is read)."""
+    if isinstance(train, datasets.IterableDataset):
+        return None
+    return DurationBatchSampler(
+        list(train["duration"]),
+        max_batch_seconds=recipe.max_batch_seconds,
+        max_batch_size=recipe.batch_size,
+        seed=recipe.seed,
+        num_replicas=num_processes(),
+        rank=process_rank(),
     )
 
 

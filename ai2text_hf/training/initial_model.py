@@ -8,6 +8,7 @@ trained with (``reset_head`` replaces it deliberately).
 
 from __future__ import annotations
 
+import difflib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -15,13 +16,22 @@ from pathlib import Path
 
 import torch
 from torch import nn
-from transformers import AutoConfig, AutoFeatureExtractor, AutoModelForCTC, AutoTokenizer, PreTrainedModel
+from transformers import (
+    AutoConfig,
+    AutoFeatureExtractor,
+    AutoModelForCTC,
+    AutoTokenizer,
+    PretrainedConfig,
+    PreTrainedModel,
+)
 from transformers.feature_extraction_sequence_utils import SequenceFeatureExtractor
 
 from ..configuration_ai2text import AI2TextConfig
 from ..feature_extraction_ai2text import AI2TextFeatureExtractor
+from ..inference import require_model_folder
 from ..modeling_ai2text import AI2TextForCTC
 from ..tokenization_ai2text import AI2TextTokenizer
+from .lora import with_lora
 from .recipe import Recipe
 
 logger = logging.getLogger("ai2text_hf.training")
@@ -53,18 +63,15 @@ def initial_model(recipe: Recipe, tokenizer: AI2TextTokenizer) -> InitialModel:
     if not recipe.init_from:
         config = recipe.model_config(vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id)
         return InitialModel(AI2TextForCTC(config), recipe_feature_extractor(recipe), ours=True)
-    folder = Path(recipe.init_from)
-    if not (folder / "config.json").is_file():
-        raise FileNotFoundError(
-            f"init_from: {folder} is not a model folder (no config.json). Give a run's model folder "
-            "(runs/<name>/model) or a saved AutoModelForCTC checkpoint such as a Wav2Vec2ForCTC."
-        )
-    ours = isinstance(AutoConfig.from_pretrained(folder), AI2TextConfig)
+    folder = require_model_folder(recipe.init_from, "init_from")
+    config = AutoConfig.from_pretrained(folder)
+    _check_overrides(config, recipe.config_overrides, folder)
+    ours = isinstance(config, AI2TextConfig)
     if ours:
-        model = AI2TextForCTC.from_pretrained(folder)
+        model = AI2TextForCTC.from_pretrained(folder, **recipe.config_overrides)
         feature_extractor = AI2TextFeatureExtractor.from_pretrained(folder)
     else:
-        model = AutoModelForCTC.from_pretrained(folder)
+        model = AutoModelForCTC.from_pretrained(folder, **recipe.config_overrides)
         try:
             feature_extractor = AutoFeatureExtractor.from_pretrained(folder)
         except (OSError, ValueError) as error:
@@ -80,7 +87,22 @@ def initial_model(recipe: Recipe, tokenizer: AI2TextTokenizer) -> InitialModel:
     )
     _fit_head(model, folder, tokenizer, ours, recipe.reset_head)
     _freeze(model, ours, recipe.freeze_feature_encoder, recipe.freeze_layers)
+    if recipe.lora_rank:
+        model = with_lora(model, recipe)
     return InitialModel(model, feature_extractor, ours)
+
+
+def _check_overrides(config: PretrainedConfig, overrides: dict, folder: Path) -> None:
+    """``config_overrides`` may only change values the configuration has (a typo would be silently stored)."""
+    known = set(config.to_dict())
+    for key in overrides:
+        if key not in known:
+            match = difflib.get_close_matches(key, sorted(known), n=1)
+            hint = f" Did you mean '{match[0]}'?" if match else ""
+            raise ValueError(
+                f"config_overrides.{key}: {type(config).__name__} of {folder} has no such value.{hint} "
+                "Its values are in its config.json."
+            )
 
 
 def _folder_vocab(folder: Path) -> dict[str, int] | None:
@@ -115,10 +137,13 @@ def _fit_head(model: PreTrainedModel, folder: Path, tokenizer: AI2TextTokenizer,
     model.config.pad_token_id = tokenizer.pad_token_id  # the CTC blank of every HF CTC model
 
 
-def _encoder_layers(model: PreTrainedModel, ours: bool) -> nn.ModuleList:
+def encoder_layers(model: PreTrainedModel) -> nn.ModuleList:
+    """The encoder's blocks, bottom first: ours, or those of a transformers CTC model (``<base>.encoder.layers``)."""
+    ours = isinstance(model, AI2TextForCTC)
     layers = model.layers if ours else getattr(getattr(model.base_model, "encoder", None), "layers", None)
     if not isinstance(layers, nn.ModuleList):
-        raise ValueError(f"freeze_layers: cannot find the encoder layers of {type(model).__name__}.")
+        name = type(model).__name__
+        raise ValueError(f"cannot find the encoder layers of {name} (for freeze_layers or layerwise_lr_decay).")
     return layers
 
 
@@ -131,7 +156,7 @@ def _freeze(model: PreTrainedModel, ours: bool, feature_encoder: bool, num_layer
         else:
             raise ValueError(f"freeze_feature_encoder: {type(model).__name__} has no feature encoder to freeze.")
     if num_layers:
-        layers = _encoder_layers(model, ours)
+        layers = encoder_layers(model)
         if not 0 < num_layers <= len(layers):
             raise ValueError(f"freeze_layers must be between 0 and {len(layers)} (encoder layers), got {num_layers}")
         for layer in layers[:num_layers]:

@@ -1,0 +1,95 @@
+"""The ASR pipeline a model folder registers in its config.json (``custom_pipelines``): CTC decoding with the
+folder's language model, for ``trust_remote_code`` loading without ai2text-hf::
+
+    # pip install transformers torch torchaudio soundfile flashlight-text
+    from transformers import pipeline
+
+    asr = pipeline("automatic-speech-recognition", model="org/name", trust_remote_code=True)
+    asr("speech.wav")                                   # beam search with language_model/ when the folder has one
+    asr("speech.wav", return_timestamps="word")         # word timings in "chunks"
+    pipeline(..., trust_remote_code=True, use_lm=False)  # greedy
+
+This file travels with the model files and imports nothing of ai2text-hf (``language_model_ai2text.py`` travels
+beside it). Everything before decoding (audio loading, resampling, chunking with strides) is the parent's.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import torch
+from transformers import AutomaticSpeechRecognitionPipeline
+
+from .language_model_ai2text import LexiconFreeBeamSearch, find_language_model, lm_beam_search
+
+
+def _hub_commit() -> str | None:
+    """The Hub commit this file was loaded from (transformers keeps remote code in a folder named after it), so the
+    LM comes from the model's revision; None when loaded from a local folder or the installed package."""
+    name = Path(__file__).parent.name
+    return name if re.fullmatch("[0-9a-f]{40}", name) else None
+
+
+class AI2TextCTCPipeline(AutomaticSpeechRecognitionPipeline):
+    """ASR pipeline for CTC models that decodes with the model folder's ``language_model/`` by default.
+
+    Args:
+        use_lm: decode with the folder's LM when it has one (beam search); False decodes greedily.
+        beam_width: hypotheses kept per frame with the LM (default: the beam ``ai2text lm tune`` tuned it at, else 10).
+        Every other argument is the parent's.
+    """
+
+    def __init__(self, *args, use_lm: bool = True, beam_width: int | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        if self.type != "ctc":
+            raise ValueError(f"{type(self).__name__} decodes CTC models, not {self.type} ones.")
+        # The parent's forward keeps the logits (instead of their argmax) for this type; it also limits
+        # timestamps to words, the unit decoding times.
+        self.type = "ctc_with_lm"
+        self.beam_search = self._beam_search(use_lm, beam_width)
+
+    def _beam_search(self, use_lm: bool, beam_width: int | None) -> LexiconFreeBeamSearch | None:
+        lm_dir = find_language_model(self.model.name_or_path, revision=_hub_commit()) if use_lm else None
+        return lm_beam_search(self.tokenizer, lm_dir, beam_width) if lm_dir is not None else None
+
+    def decode_logits(self, logits: torch.Tensor, seconds_per_frame: float, word_timestamps: bool) -> dict:
+        """``{"text"[, "chunks"]}`` of one utterance's ``(1, frames, vocab)`` logits."""
+        log_probs = logits.detach().float().log_softmax(-1).cpu().contiguous()
+        if self.beam_search is None:
+            path = log_probs[0].argmax(-1)
+        else:
+            (path,) = self.beam_search.best_paths(log_probs, torch.tensor([log_probs.shape[1]]))
+        if not word_timestamps:
+            return {"text": self.tokenizer.decode(path.tolist())}
+        decoded = self.tokenizer.decode(path.tolist(), output_word_offsets=True)
+        chunks = [
+            {
+                "text": w["word"],
+                "timestamp": (
+                    round(float(w["start_offset"] * seconds_per_frame), 3),
+                    round(float(w["end_offset"] * seconds_per_frame), 3),
+                ),
+            }
+            for w in decoded["word_offsets"]
+        ]
+        return {"text": decoded["text"], "chunks": chunks}
+
+    def postprocess(self, model_outputs, decoder_kwargs=None, return_timestamps=None, return_language=None):
+        pieces, extra = [], defaultdict(list)
+        for output in model_outputs:
+            logits = output.pop("logits")
+            stride = output.pop("stride", None)
+            if stride is not None:  # chunked audio: keep each chunk's frames outside its overlaps
+                total, left, right = stride
+                logits = logits[:, left : total - right]
+            pieces.append(logits)
+            output.pop("is_last", None)
+            for key, value in output.items():
+                extra[key].append(value)
+        seconds_per_frame = self._align_to / self.feature_extractor.sampling_rate
+        logits = torch.cat(pieces, dim=1)
+        result: dict[str, Any] = self.decode_logits(logits, seconds_per_frame, bool(return_timestamps))
+        return {**result, **extra}

@@ -1,0 +1,220 @@
+"""Forced alignment (``ai2text align``): word boundaries, speed and memory on a long joined recording.
+
+The demo test utterances are joined with 0.5 s of silence and aligned to their joined transcript. For each
+utterance, the start of its first word and the end of its last word are compared with its speech onset and
+offset (an energy threshold on the original utterance, placed in the joined file). The baseline is the
+word timestamps of plain transcription (``Transcriber``, greedy), measured on the same file in the same run.
+Peak memory for an hour is measured in a fresh process on the recording repeated to 60 minutes.
+
+    .venv/bin/python -m benchmarks.bench_align --model runs/demo/model [--minutes 60]
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+
+from .common import REPO, print_table
+
+SR = 16000
+GAP_SECONDS = 0.5
+
+
+def speech_bounds(wave: np.ndarray) -> tuple[float, float]:
+    """First and last 10 ms frame of the utterance louder than both 35 dB below its loudest frame and 15 dB
+    above its noise floor (10th percentile: some demo voices carry background noise), in seconds."""
+    hop = SR // 100
+    frames = wave[: len(wave) // hop * hop].reshape(-1, hop).astype(np.float64)
+    level = 10 * np.log10(np.mean(frames**2, axis=1) + 1e-12)
+    loud = np.flatnonzero(level > max(level.max() - 35.0, np.percentile(level, 10) + 15.0))
+    return loud[0] * hop / SR, (loud[-1] + 1) * hop / SR
+
+
+def joined_recording(corpus: Path, count: int | None) -> tuple[np.ndarray, list[str], list[tuple[float, float]]]:
+    """The joined waveform, the transcripts and each utterance's speech (onset, offset) in it."""
+    from ai2text_hf.data.audio import load_audio
+
+    with (corpus / "metadata.csv").open(encoding="utf-8", newline="") as handle:
+        rows = [row for row in csv.DictReader(handle) if row["split"] == "test"][:count]
+    if not rows:
+        raise SystemExit(f"{corpus}/metadata.csv has no test rows: run `make demo` (or ai2text synth) first")
+    gap = np.zeros(int(GAP_SECONDS * SR), dtype=np.float32)
+    pieces, bounds, offset = [gap], [], GAP_SECONDS
+    for row in rows:
+        clip = load_audio(corpus / row["file_path"], SR)[0]
+        onset, offset_in_clip = speech_bounds(clip)
+        bounds.append((offset + onset, offset + offset_in_clip))
+        pieces += [clip, gap]
+        offset += len(clip) / SR + GAP_SECONDS
+    return np.concatenate(pieces), [row["transcript"] for row in rows], bounds
+
+
+def boundary_errors(words: list[tuple[float | None, float | None]], transcripts, bounds) -> np.ndarray:
+    """|error| in ms of each utterance's first-word start and last-word end (written words, in order)."""
+    errors, index = [], 0
+    for transcript, (onset, offset) in zip(transcripts, bounds):
+        count = len(transcript.split())
+        first, last = words[index], words[index + count - 1]
+        index += count
+        if first[0] is not None:
+            errors.append(abs(first[0] - onset))
+        if last[1] is not None:
+            errors.append(abs(last[1] - offset))
+    return 1000 * np.asarray(errors)
+
+
+def child(model: str, wav: str, text_file: str) -> dict:
+    """Align ``wav`` in a fresh process: wall time and this process's peak RSS."""
+    import torch
+
+    from ai2text_hf.corpus.align import Aligner, AlignItem
+    from ai2text_hf.inference import Transcriber
+
+    torch.set_num_threads(2)
+    aligner = Aligner(Transcriber(model, device="cpu"))
+    start = time.perf_counter()
+    (result,) = aligner.align([AlignItem("hour", Path(text_file).read_text(encoding="utf-8"), path=Path(wav))])
+    return {
+        "seconds": time.perf_counter() - start,
+        "cpu_seconds": time.process_time(),
+        "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,
+        "duration": result.duration,
+        "words": len(result.words),
+        "unaligned_words": sum(u.last - u.first + 1 for u in result.unaligned),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default="runs/demo/model")
+    parser.add_argument("--corpus", default=str(REPO / "data" / "demo"))
+    parser.add_argument("--utterances", type=int, default=None, help="first N test utterances (default: all)")
+    parser.add_argument("--minutes", type=float, default=60.0, help="length of the memory run (0 to skip)")
+    parser.add_argument("--child", nargs=2, metavar=("WAV", "TEXT"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        print(json.dumps(child(args.model, *args.child)))
+        return
+
+    import torch
+
+    from ai2text_hf.corpus.align import Aligner
+    from ai2text_hf.inference import Transcriber
+
+    torch.set_num_threads(2)
+    wave, transcripts, bounds = joined_recording(Path(args.corpus), args.utterances)
+    duration = len(wave) / SR
+    transcriber = Transcriber(args.model, device="cpu")
+    aligner = Aligner(transcriber)
+    aligner.emissions([wave[: 10 * SR]])  # warm-up
+    start, cpu = time.perf_counter(), time.process_time()
+    (emission,) = aligner.emissions([wave])
+    emission_seconds = time.perf_counter() - start
+    result = aligner.snap(aligner.align_emission(emission, " ".join(transcripts), "joined", duration), wave)
+    align_seconds, align_cpu = time.perf_counter() - start, time.process_time() - cpu
+    ours = boundary_errors([(w.start, w.end) for w in result.words], transcripts, bounds)
+
+    start, cpu = time.perf_counter(), time.process_time()
+    (decoded,) = transcriber.transcribe_arrays([wave])
+    transcribe_seconds, transcribe_cpu = time.perf_counter() - start, time.process_time() - cpu
+    # The baseline's words are its own hypothesis: match them to utterances by time, not by count.
+    hyp = decoded.words
+    baseline = []
+    for onset, offset in bounds:
+        inside = [w for w in hyp if onset - GAP_SECONDS / 2 <= (w["start"] + w["end"]) / 2 <= offset + GAP_SECONDS / 2]
+        if inside:
+            baseline += [abs(inside[0]["start"] - onset), abs(inside[-1]["end"] - offset)]
+    baseline_ms = 1000 * np.asarray(baseline)
+
+    def row(name: str, errors: np.ndarray, seconds: float, cpu_seconds: float) -> tuple[str, ...]:
+        return (
+            name,
+            f"{np.median(errors):.0f}",
+            f"{np.percentile(errors, 95):.0f}",
+            f"{len(errors)}",
+            f"{duration / seconds:.0f}x",
+            f"{duration / cpu_seconds:.0f}x",
+        )
+
+    print_table(
+        f"Alignment: {len(transcripts)} demo test utterances joined by {GAP_SECONDS} s of silence "
+        f"({duration / 60:.1f} min), boundaries vs energy onsets/offsets",
+        [
+            row("forced alignment (ai2text align)", ours, align_seconds, align_cpu),
+            row("baseline: greedy transcription word times", baseline_ms, transcribe_seconds, transcribe_cpu),
+            (
+                "ratio (ours / baseline)",
+                f"{np.median(ours) / np.median(baseline_ms):.2f}",
+                f"{np.percentile(ours, 95) / np.percentile(baseline_ms, 95):.2f}",
+                "",
+                f"{transcribe_seconds / align_seconds:.2f}",
+                f"{transcribe_cpu / align_cpu:.2f}",
+            ),
+        ],
+        (
+            "method",
+            "median abs error (ms)",
+            "p95 abs error (ms)",
+            "boundaries",
+            "speed (x real time, wall)",
+            "audio s per CPU s",
+        ),
+    )
+    starts = 1000 * np.asarray(
+        [result.words[sum(len(t.split()) for t in transcripts[:i])].start - b[0] for i, b in enumerate(bounds)]
+    )
+    print(
+        f"\nOf the {align_seconds:.1f} s, the model's logits took {emission_seconds:.1f} s. Signed start error "
+        f"median {np.median(starts):+.0f} ms. Load average while it ran: {os.getloadavg()[0]:.1f} on "
+        f"{os.cpu_count()} cores (wall-clock speed is only comparable on an idle machine). Words reported unaligned: "
+        f"{sum(u.last - u.first + 1 for u in result.unaligned)} of {len(result.words)}; targets: median <= 40 ms, "
+        "p95 <= 120 ms, >= 100x real time."
+    )
+
+    if args.minutes:
+        with tempfile.TemporaryDirectory() as folder:
+            repeats = int(np.ceil(args.minutes * 60 / duration))
+            wav, text = Path(folder) / "long.wav", Path(folder) / "long.txt"
+            sf.write(wav, np.concatenate([wave] * repeats), SR, subtype="PCM_16")
+            text.write_text(" ".join(transcripts * repeats), encoding="utf-8")
+            command = [sys.executable, "-m", "benchmarks.bench_align", "--model", args.model, "--child", str(wav)]
+            proc = subprocess.run([*command, str(text)], cwd=REPO, capture_output=True, text=True)
+            if proc.returncode:
+                raise SystemExit(proc.stderr[-3000:])
+            measured = json.loads(proc.stdout.strip().splitlines()[-1])
+        print_table(
+            f"Alignment of a {args.minutes:.0f}-minute recording in one call, fresh process",
+            [
+                (
+                    f"{measured['duration'] / 60:.1f} min",
+                    f"{measured['peak_rss_gb']:.2f}",
+                    f"{measured['duration'] / measured['seconds']:.0f}x",
+                    f"{measured['duration'] / measured['cpu_seconds']:.0f}x",
+                    f"{measured['words']}",
+                    f"{measured['unaligned_words']}",
+                )
+            ],
+            (
+                "audio",
+                "peak RSS (GB, target < 1.5)",
+                "speed (x real time, wall)",
+                "audio s per CPU s (whole process)",
+                "words",
+                "words reported unaligned",
+            ),
+        )
+
+
+if __name__ == "__main__":
+    main()
