@@ -177,18 +177,32 @@ def trained_model() -> TrainedModel:
     )
 
 
+def synth_tiny_corpus(root: Path, sentences: int, validation: int, test: int, seed: int) -> Path:
+    """The metadata CSV of ``sentences`` espeak-ng utterances (one rendition each) under ``root / "corpus"``, or a
+    clean skip where espeak-ng is missing."""
+    if shutil.which("espeak-ng") is None:
+        pytest.skip("espeak-ng is not installed: the corpus is synthesised with it")
+    from ai2text_hf.data.synth import SynthConfig, default_sentences_path, synthesize_corpus
+
+    config = SynthConfig(
+        max_sentences=sentences,
+        val_sentences=validation,
+        test_sentences=test,
+        train_renditions=1,
+        seed=seed,
+        workers=1,
+    )
+    return synthesize_corpus(default_sentences_path(), root / "corpus", config, progress=False)
+
+
 @pytest.fixture(scope="session")
 def small_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """22 train and 4 val espeak-ng utterances with log-mel features: a few steps per epoch, for tests that
     train several short runs (resume, distributed, checkpoints, guards) without the cached model's corpus."""
-    if shutil.which("espeak-ng") is None:
-        pytest.skip("espeak-ng is not installed: the corpus is synthesised with it")
     from ai2text_hf.data.prepare import prepare_dataset
-    from ai2text_hf.data.synth import SynthConfig, default_sentences_path, synthesize_corpus
 
     root = tmp_path_factory.mktemp("small")
-    config = SynthConfig(max_sentences=27, val_sentences=4, test_sentences=1, train_renditions=1, seed=5, workers=1)
-    metadata = synthesize_corpus(default_sentences_path(), root / "corpus", config, progress=False)
+    metadata = synth_tiny_corpus(root, sentences=27, validation=4, test=1, seed=5)
     prepare_dataset(metadata, root / "dataset", progress=False)
     return root / "dataset"
 

@@ -7,14 +7,13 @@
 from __future__ import annotations
 
 import json
-import shutil
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from conftest import TINY_RECIPE
+from conftest import TINY_RECIPE, synth_tiny_corpus
 from transformers import (
     AutoModelForCTC,
     Data2VecAudioConfig,
@@ -34,7 +33,6 @@ from ai2text_hf import AI2TextConfig, AI2TextFeatureExtractor, AI2TextForCTC, AI
 from ai2text_hf.cli import main
 from ai2text_hf.data.audio import load_audio
 from ai2text_hf.data.prepare import prepare_dataset
-from ai2text_hf.data.synth import SynthConfig, default_sentences_path, synthesize_corpus
 from ai2text_hf.decoding import DecodingOptions
 from ai2text_hf.evaluation.evaluate import evaluate_split
 from ai2text_hf.feature_extraction_ai2text import pause_segments
@@ -110,11 +108,8 @@ def build_family(family: str, folder: Path) -> Path:
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """10 train, 2 validation and 2 test espeak-ng utterances, prepared --on-the-fly (audio) and with features."""
-    if shutil.which("espeak-ng") is None:
-        pytest.skip("espeak-ng is not installed: the corpus is synthesised with it")
     root = tmp_path_factory.mktemp("families")
-    config = SynthConfig(max_sentences=14, val_sentences=2, test_sentences=2, train_renditions=1, seed=3, workers=1)
-    metadata = synthesize_corpus(default_sentences_path(), root / "corpus", config, progress=False)
+    metadata = synth_tiny_corpus(root, sentences=14, validation=2, test=2, seed=3)
     prepare_dataset(metadata, root / "otf", on_the_fly=True, progress=False)
     prepare_dataset(metadata, root / "features", progress=False)
     return root

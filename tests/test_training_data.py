@@ -4,17 +4,15 @@ from __future__ import annotations
 
 import json
 import logging
-import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from conftest import REPO, TINY_RECIPE
+from conftest import REPO, TINY_RECIPE, synth_tiny_corpus
 
 from ai2text_hf.data.audio import featurize_batch
 from ai2text_hf.data.prepare import load_prepared, prepare_dataset
-from ai2text_hf.data.synth import SynthConfig, default_sentences_path, synthesize_corpus
 from ai2text_hf.training.recipe import load_recipe
 from ai2text_hf.training.trainer import build_trainer, train
 
@@ -35,11 +33,8 @@ SMALL = {
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """12 espeak-ng utterances (10 train, 2 val) and their on-the-fly preparation (16 kHz audio stored)."""
-    if shutil.which("espeak-ng") is None:
-        pytest.skip("espeak-ng is not installed: the corpus is synthesised with it")
     root = tmp_path_factory.mktemp("otf")
-    config = SynthConfig(max_sentences=13, val_sentences=2, test_sentences=1, train_renditions=1, seed=3, workers=1)
-    metadata = synthesize_corpus(default_sentences_path(), root / "corpus", config, progress=False)
+    metadata = synth_tiny_corpus(root, sentences=13, validation=2, test=1, seed=3)
     prepare_dataset(metadata, root / "otf", on_the_fly=True, progress=False)
     return root
 
