@@ -240,8 +240,7 @@ class Aligner:
         left out, and what remains is cut at anchors into pieces of about ``chunk_seconds``."""
         frames = emission.shape[0]
         hypothesis = self._greedy_words(emission)
-        matcher = difflib.SequenceMatcher(None, words, [w for w, _, _ in hypothesis], autojunk=False)
-        blocks = [b for b in matcher.get_matching_blocks() if b.size >= self.options.anchor_words]
+        blocks = monotone_matches(words, [w for w, _, _ in hypothesis], self.options.anchor_words)
         # Regions alternate gap, block, gap, ..., gap: (first word, last word, first frame, last frame).
         regions, word, frame = [], 0, 0
         for block in blocks:
@@ -439,6 +438,26 @@ class Aligner:
                 end += 1
             word.start, word.end = start / 100, end / 100
         return result
+
+
+def monotone_matches(
+    words: Sequence[str], heard: Sequence[str], min_size: int, window: int = 200
+) -> list[difflib.Match]:
+    """Runs of at least ``min_size`` words that ``words`` (the text) and ``heard`` (the model's) share, matched a
+    window of heard words at a time against the text just after the last run: text and audio advance together,
+    so a repeated passage pairs with its own repetition and the cost grows linearly with the length."""
+    matches: list[difflib.Match] = []
+    text_from = 0
+    for heard_from in range(0, len(heard), window):
+        text_to = min(len(words), text_from + 4 * window)  # room for text the audio lacks, or reads faster
+        matcher = difflib.SequenceMatcher(
+            None, words[text_from:text_to], heard[heard_from : heard_from + window], autojunk=False
+        )
+        found = [m for m in matcher.get_matching_blocks() if m.size >= min_size]
+        matches += [difflib.Match(text_from + m.a, heard_from + m.b, m.size) for m in found]
+        if found:
+            text_from += found[-1].a + found[-1].size
+    return matches
 
 
 def _levels_db(waveform: np.ndarray, hop: int, block: int = 100_000) -> np.ndarray:
