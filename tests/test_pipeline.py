@@ -297,12 +297,15 @@ def test_demo_model_with_its_lm_decodes_the_test_split_without_ai2text_as_evalua
     from ai2text_hf.decoding.lm import store_in_model
 
     demo, dataset, corpus = REPO / "runs" / "demo", REPO / "data" / "processed" / "demo", REPO / "data" / "demo"
-    if not ((demo / "model" / "config.json").is_file() and (demo / "lm" / "lm.arpa").is_file() and dataset.is_dir()):
+    # `make demo` stores the LM in the model folder; runs made before that kept it in runs/demo/lm.
+    lm = demo / "model" / "language_model"
+    lm = lm if (lm / "lm.arpa").is_file() else demo / "lm"
+    if not ((demo / "model" / "config.json").is_file() and (lm / "lm.arpa").is_file() and dataset.is_dir()):
         pytest.skip("the demo run, its LM and its prepared dataset are made by `make demo`")
     model = tmp_path / "run" / "model"
     shutil.copytree(demo / "model", model, ignore=shutil.ignore_patterns("evaluations.json", "language_model"))
-    tuned = demo / "lm" / "decoding.json"
-    store_in_model(demo / "lm", model, json.loads(tuned.read_text(encoding="utf-8")) if tuned.is_file() else None)
+    tuned = lm / "decoding.json"
+    store_in_model(lm, model, json.loads(tuned.read_text(encoding="utf-8")) if tuned.is_file() else None)
     with (corpus / "metadata.csv").open(encoding="utf-8", newline="") as handle:
         audio_of = {Path(r["file_path"]).stem: corpus / r["file_path"] for r in csv.DictReader(handle)}
     result = _parity(model, dataset, audio_of, clean_python, tmp_path)
