@@ -24,7 +24,7 @@ from transformers import TrainerCallback
 from ..data.augment.chain import WaveformAugmenter
 from ..data.augment.noise import BabblePool
 from ..data.collator import AudioCTCCollator, CTCCollator
-from ..data.features import assert_features_match
+from ..data.loading import check_front_end
 from ..data.prepare import load_prepared, read_manifest
 from ..data.sampler import DurationBatchSampler
 from ..data.streaming import stream_dataset
@@ -56,8 +56,10 @@ class Splits:
         if recipe.vocab != "data":
             return []
         if self.streamed:
-            raise ValueError("vocab: data reads every train transcript first, which a streamed run cannot: use "
-                             "vocab: alphabet (the default) with streaming.")
+            raise ValueError(
+                "vocab: data reads every train transcript first, which a streamed run cannot: use "
+                "vocab: alphabet (the default) with streaming."
+            )
         return list(self.train["text"])
 
     def describe(self) -> str:
@@ -130,7 +132,13 @@ def model_inputs(splits: Splits, recipe: Recipe, tokenizer: AI2TextTokenizer, in
                 f"init_from {recipe.init_from} is a {type(initial.model).__name__}, which reads raw audio, but "
                 f"{splits.source} stores log-mel features: prepare the data with `ai2text prepare --on-the-fly`."
             )
-    _check_front_end(splits, initial)
+    check_front_end(
+        splits.manifest or {},
+        splits.store == "features",
+        initial.feature_extractor,
+        splits.source,
+        type(initial.model).__name__,
+    )
     train = _with_labels(splits.train, tokenizer)
     validation = _with_labels(splits.validation, tokenizer)
     if splits.store == "features":
@@ -168,20 +176,6 @@ def _augmenter(splits: Splits, recipe: Recipe, sample_rate: int) -> WaveformAugm
     augmenter = WaveformAugmenter(options, sample_rate=sample_rate, seed=recipe.seed, babble=babble)
     logger.info("Waveform augmentation of train utterances (probability of each family): %s.", augmenter.describe())
     return augmenter
-
-
-def _check_front_end(splits: Splits, initial: InitialModel) -> None:
-    """Stored features must be the model's; stored audio only needs the model's sample rate."""
-    stored = splits.manifest["feature_extractor"] if splits.manifest else None
-    if stored is None:
-        return
-    if splits.store == "features":
-        assert_features_match(stored, initial.feature_extractor.to_dict(), splits.source)
-    elif stored["sampling_rate"] != initial.feature_extractor.sampling_rate:
-        raise ValueError(
-            f"{splits.source} stores audio at {stored['sampling_rate']} Hz but the model reads "
-            f"{initial.feature_extractor.sampling_rate} Hz: prepare the data again with that rate."
-        )
 
 
 def _tokenize(batch: dict, tokenizer: AI2TextTokenizer) -> dict:
