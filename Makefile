@@ -10,13 +10,17 @@ BROWSER_TOOLS := chromium chromium-driver curl
 DEMO_DATA := data/demo
 DEMO_SET := data/processed/demo
 DEMO_RUN := runs/demo
+STREAM_RUN := runs/streaming
+# KenLM's build_binary, compiled from its PyPI source (nothing packages it): `lm build` then writes lm.bin too.
+KENLM_TOOL := .cache/kenlm/build_binary
+export AI2TEXT_BUILD_BINARY := $(abspath $(KENLM_TOOL))
 export HF_HUB_OFFLINE := 1
 # pip installs without compiling (--no-compile: ~75 s of byte-compiling torch & co. on 2 cores); Python then
 # compiles and caches only the modules it imports, once, which it cannot do when this is set.
 unexport PYTHONDONTWRITEBYTECODE
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: install system-deps browser-deps apt-tools demo test test-slow lint bench bench-real clean
+.PHONY: install system-deps browser-deps apt-tools kenlm demo test test-slow lint bench bench-real bench-streaming clean
 
 install: $(STAMP)
 
@@ -50,6 +54,11 @@ apt-tools:
 		$(SUDO) apt-get update -qq && $(SUDO) DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
 	fi
 
+kenlm: $(KENLM_TOOL)
+
+$(KENLM_TOOL): | install
+	$(AI2TEXT) lm install-kenlm --output $@
+
 $(DEMO_DATA)/metadata.csv: ai2text_hf/resources/sentences_vi.txt ai2text_hf/data/synth.py | install system-deps
 	$(AI2TEXT) synth --output $(DEMO_DATA)
 
@@ -74,11 +83,11 @@ demo: install system-deps $(DEMO_RUN)/model/config.json
 	@echo
 	@echo "The demo model is in: $(DEMO_RUN)/model"
 
-test: install system-deps
+test: install system-deps $(KENLM_TOOL)
 	$(PY) -m pytest -q -m "not slow"
 
 # pytest exits 5 when no test is selected; that is not a failure here.
-test-slow: install system-deps browser-deps
+test-slow: install system-deps browser-deps $(KENLM_TOOL)
 	$(PY) -m pytest -q -m slow || [ $$? -eq 5 ]
 
 lint: install
@@ -91,6 +100,14 @@ bench: install system-deps $(DEMO_RUN)/model/config.json
 # Fine-tuning the demo model on ../shared's real syllables against training from scratch (about 45 minutes).
 bench-real: install system-deps $(DEMO_RUN)/model/config.json
 	$(PY) -m benchmarks.run_all --model $(DEMO_RUN)/model --only adaptation --output benchmarks/RESULTS-real.md
+
+# The streaming recipe on the demo corpus (20 minutes of training), then its chunked CER, RTF and latency.
+$(STREAM_RUN)/model/config.json: $(DEMO_SET)/manifest.json recipes/streaming-cpu.yaml
+	rm -rf $(STREAM_RUN)
+	$(AI2TEXT) train --recipe recipes/streaming-cpu.yaml --dataset $(DEMO_SET) --output-dir $(STREAM_RUN)
+
+bench-streaming: install system-deps $(STREAM_RUN)/model/config.json
+	$(PY) -m benchmarks.run_all --only streaming --output benchmarks/RESULTS-streaming.md
 
 clean:
 	rm -rf $(VENV) build *.egg-info .cache

@@ -60,6 +60,18 @@ class AI2TextConfig(PretrainedConfig):
         self_conditioning: add each intermediate prediction back into the hidden states through a
             linear layer (self-conditioned CTC, Nozaki & Komatsu 2021), so the upper blocks refine
             it; this also runs at inference.
+        causal_conv: pad the Conformer convolution module's depthwise convolution on the left only, so a
+            frame never sees later frames through it (streaming; ``False``: centred, as before).
+        causal_subsampling: pad the front end's stride-2 convolutions on the left only along time, so an
+            output frame reads no later input frame (streaming without lookahead; ``False``: centred).
+        dynamic_chunk_training: in training, attend within a random chunk size per batch (1 to
+            ``max_chunk_frames`` output frames, or full context with ``full_context_prob``), so one model
+            decodes full-context and at any chunk size (WeNet's U2 dynamic chunk training).
+        max_chunk_frames: largest chunk drawn in dynamic chunk training, in output frames.
+        full_context_prob: share of training batches that attend over the whole utterance.
+        dynamic_left_chunks: with dynamic chunks, also draw the number of left chunks each batch sees.
+        attention_left_chunks: left chunks a chunk attends to when decoding in chunks (streaming); -1:
+            all of them (cost grows with the stream, so streaming needs a limit).
     """
 
     model_type = "ai2text_ctc"
@@ -95,6 +107,13 @@ class AI2TextConfig(PretrainedConfig):
         interctc_weight: float = 0.3,
         self_conditioning: bool = True,
         pad_token_id: int = 0,
+        causal_conv: bool = False,
+        causal_subsampling: bool = False,
+        dynamic_chunk_training: bool = False,
+        max_chunk_frames: int = 25,
+        full_context_prob: float = 0.5,
+        dynamic_left_chunks: bool = True,
+        attention_left_chunks: int = 8,
         **kwargs,
     ):
         if block_type not in BLOCK_TYPES:
@@ -107,6 +126,13 @@ class AI2TextConfig(PretrainedConfig):
             raise ValueError(f"subsampling_factor must be 2, 4 or 8, got {subsampling_factor}")
         if conv_kernel_size % 2 == 0:
             raise ValueError(f"conv_kernel_size must be odd to keep frames aligned, got {conv_kernel_size}")
+        if max_chunk_frames < 1 or not 0.0 <= full_context_prob <= 1.0:
+            raise ValueError(
+                f"max_chunk_frames must be >= 1 and full_context_prob in [0, 1], got {max_chunk_frames} and "
+                f"{full_context_prob}"
+            )
+        if attention_left_chunks < -1:
+            raise ValueError(f"attention_left_chunks must be -1 (all) or >= 0, got {attention_left_chunks}")
         interctc_layers = sorted(set(interctc_layers or ()))
         if any(not 1 <= index < num_encoder_layers for index in interctc_layers):
             raise ValueError(
@@ -143,6 +169,13 @@ class AI2TextConfig(PretrainedConfig):
         self.interctc_layers = interctc_layers
         self.interctc_weight = interctc_weight
         self.self_conditioning = self_conditioning
+        self.causal_conv = causal_conv
+        self.causal_subsampling = causal_subsampling
+        self.dynamic_chunk_training = dynamic_chunk_training
+        self.max_chunk_frames = max_chunk_frames
+        self.full_context_prob = full_context_prob
+        self.dynamic_left_chunks = dynamic_left_chunks
+        self.attention_left_chunks = attention_left_chunks
         kwargs.pop("inputs_to_logits_ratio", None)  # derived, never stored
         super().__init__(pad_token_id=pad_token_id, **kwargs)
 
@@ -154,6 +187,13 @@ class AI2TextConfig(PretrainedConfig):
         logits; deriving it keeps it from ever disagreeing with the architecture.
         """
         return self.hop_length * self.subsampling_factor
+
+    @property
+    def streamable(self) -> bool:
+        """Whether the encoder can run chunk by chunk with cached state: nothing in it reads frames past a chunk
+        (causal front end and convolutions) and it was trained to attend within chunks."""
+        convolutions = self.causal_conv or self.block_type == "transformer"
+        return self.causal_subsampling and convolutions and self.dynamic_chunk_training
 
     @property
     def hidden_size(self) -> int:

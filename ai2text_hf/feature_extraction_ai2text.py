@@ -29,6 +29,8 @@ PITCH_MIN_VOICED_FRAMES = 30.0
 # utterances of training were (benchmarks/bench_long_audio.py measures the effect).
 PAUSE_SECONDS = 0.25
 PAUSE_DB = 30.0
+# Seconds of past frames whose mean and variance ``normalize="causal"`` uses (Kaldi's online CMVN window: 6 s).
+CAUSAL_NORM_WINDOW = 6.0
 
 
 def pause_segments(
@@ -65,7 +67,10 @@ class AI2TextFeatureExtractor(SequenceFeatureExtractor):
         sampling_rate: the only rate accepted; resample audio before calling.
         n_fft / win_length / hop_length: STFT geometry in samples.
         f_min / f_max: mel filterbank range in Hz.
-        normalize: ``"utterance"`` (zero mean, unit variance per bin over the utterance) or ``"none"``.
+        normalize: ``"utterance"`` (zero mean, unit variance per bin over the utterance), ``"causal"`` (over
+            the past ``causal_norm_window`` seconds up to each frame: computable while the audio streams in) or
+            ``"none"``.
+        causal_norm_window: seconds of past frames ``normalize="causal"`` reads.
         log_floor: floor added before the log so digital silence stays finite.
         pitch: append three pitch columns per frame after the mel bins (see ``_pitch``). A 25 ms
             window cannot resolve the harmonics of a low voice (its spectral lobes are ~160 Hz wide), so
@@ -91,6 +96,7 @@ class AI2TextFeatureExtractor(SequenceFeatureExtractor):
         log_floor: float = 1e-6,
         pitch: bool = False,
         pitch_norm_window: float | None = PITCH_NORM_WINDOW,
+        causal_norm_window: float = CAUSAL_NORM_WINDOW,
         return_attention_mask: bool = True,
         **kwargs,
     ):
@@ -101,8 +107,10 @@ class AI2TextFeatureExtractor(SequenceFeatureExtractor):
             return_attention_mask=return_attention_mask,
             **kwargs,
         )
-        if normalize not in ("utterance", "none"):
-            raise ValueError(f"normalize must be 'utterance' or 'none', got {normalize!r}")
+        if normalize not in ("utterance", "causal", "none"):
+            raise ValueError(f"normalize must be 'utterance', 'causal' or 'none', got {normalize!r}")
+        if not causal_norm_window > 0:
+            raise ValueError(f"causal_norm_window must be a positive number of seconds, got {causal_norm_window!r}")
         if pitch_norm_window is not None and not pitch_norm_window > 0:
             raise ValueError(
                 f"pitch_norm_window must be a positive number of seconds, or None (0 with `ai2text prepare "
@@ -117,6 +125,7 @@ class AI2TextFeatureExtractor(SequenceFeatureExtractor):
         self.log_floor = log_floor
         self.pitch = pitch
         self.pitch_norm_window = pitch_norm_window
+        self.causal_norm_window = causal_norm_window
         self._window = torch.hann_window(win_length)
         self._mel = torchaudio.functional.melscale_fbanks(
             n_freqs=n_fft // 2 + 1,
@@ -163,12 +172,13 @@ class AI2TextFeatureExtractor(SequenceFeatureExtractor):
             pad_mode="constant",
             return_complex=True,
         )
-        power = spec.real.square() + spec.imag.square()  # (batch, freqs, frames)
-        mel = torch.matmul(power.transpose(1, 2), self._mel)  # (batch, frames, mels)
-        features = torch.log(mel + self.log_floor)
+        features = self.log_mel(spec)
         frame_lengths = lengths // self.hop_length + 1
         mask = torch.arange(features.shape[1])[None, :] < frame_lengths[:, None]
-        if self.normalize == "utterance":
+        if self.normalize == "causal":
+            # Frames past an utterance's end come after all its frames, so they never enter its statistics.
+            features = self.causal_normalize(features, features[:, :0])
+        elif self.normalize == "utterance":
             weights = mask.unsqueeze(-1).to(features.dtype)
             counts = frame_lengths.clamp(min=1)[:, None, None].to(features.dtype)
             mean = (features * weights).sum(1, keepdim=True) / counts
@@ -178,6 +188,31 @@ class AI2TextFeatureExtractor(SequenceFeatureExtractor):
             features = torch.cat([features, self._pitch(waveforms, mask)], dim=-1)
         features = features.masked_fill(~mask.unsqueeze(-1), self.padding_value)
         return features, mask
+
+    def log_mel(self, spec: torch.Tensor) -> torch.Tensor:
+        """Log-mel frames (batch, frames, mels) of an STFT (batch, freqs, frames)."""
+        power = spec.real.square() + spec.imag.square()
+        return torch.log(torch.matmul(power.transpose(1, 2), self._mel) + self.log_floor)
+
+    @property
+    def causal_norm_frames(self) -> int:
+        """Frames ``normalize="causal"`` averages over: the current one and those before it in the window."""
+        return max(1, round(self.causal_norm_window * self.sampling_rate / self.hop_length))
+
+    def causal_normalize(self, features: torch.Tensor, history: torch.Tensor) -> torch.Tensor:
+        """``features`` (batch, frames, mels) normalised on the mean and variance of each frame's window of past
+        frames; ``history``: the log-mel frames before them (up to ``causal_norm_frames - 1``; a stream keeps them),
+        none at the start. Sums in float64: a cumulative sum over an hour of frames would lose float32 precision."""
+        frames = torch.cat([history, features], dim=1).double()
+        window, past = self.causal_norm_frames, history.shape[1]
+        sums = torch.nn.functional.pad(torch.cat([frames, frames.square()], -1).cumsum(1), (0, 0, 1, 0))
+        ends = torch.arange(past, frames.shape[1]) + 1
+        starts = (ends - window).clamp(min=0)
+        totals = sums[:, ends] - sums[:, starts]
+        counts = (ends - starts).to(frames.dtype)[None, :, None]
+        mean, square = totals.split(features.shape[-1], dim=-1)
+        mean, var = mean / counts, (square / counts - (mean / counts).square()).clamp(min=0.0)
+        return ((frames[:, past:] - mean) * torch.rsqrt(var + 1e-5)).to(features.dtype)
 
     def _pitch(self, waveforms: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """Per-frame voicing, normalised log2-F0 and its slope, (batch, frames, 3), by autocorrelation.

@@ -26,7 +26,7 @@ from transformers.utils.hub import hf_api
 from .configuration_ai2text import AI2TextConfig
 from .evaluation.report import RESULTS_NAME, load_results
 from .inference import require_model_folder
-from .language_model_ai2text import ARPA_NAME, LM_FOLDER
+from .language_model_ai2text import ARPA_NAME, BINARY_NAME, LM_FOLDER, WORDS_NAME, language_model_file
 
 CARD_NAME = "README.md"
 # Written by training and (before evaluation results moved to the run folder) evaluation, for local use: the
@@ -75,8 +75,11 @@ def _check_language_model(model_dir: Path) -> None:
     lm_dir = model_dir / LM_FOLDER
     if not lm_dir.is_dir():
         return
-    if not (lm_dir / ARPA_NAME).is_file():
-        raise FileNotFoundError(f"{lm_dir} has no {ARPA_NAME}: build the LM again with `ai2text lm build --model`.")
+    if language_model_file(lm_dir) is None:
+        raise FileNotFoundError(
+            f"{lm_dir} has neither {ARPA_NAME} nor {BINARY_NAME} with {WORDS_NAME}: build the LM again with "
+            "`ai2text lm build --model`."
+        )
     config = json.loads((model_dir / "config.json").read_text(encoding="utf-8"))
     if "automatic-speech-recognition" not in (config.get("custom_pipelines") or {}):
         raise FileNotFoundError(
@@ -106,10 +109,17 @@ def hub_files(model_dir: str | Path) -> list[Path]:
     _code_files(model_dir)
     _check_language_model(model_dir)
     files = [p.relative_to(model_dir) for p in model_dir.rglob("*") if p.is_file()]
+    # With its KenLM binary the ARPA text stays local: decoders load the binary, a fraction of the size.
+    arpa = (
+        Path(LM_FOLDER, ARPA_NAME)
+        if language_model_file(model_dir / LM_FOLDER) == model_dir / LM_FOLDER / BINARY_NAME
+        else None
+    )
     return sorted(
         f
         for f in files
         if not (len(f.parts) == 1 and f.name in LOCAL_ONLY + (CARD_NAME,))
+        and f != arpa
         and "__pycache__" not in f.parts
         and not any(part.startswith(".") for part in f.parts)
     )
@@ -369,7 +379,7 @@ def push_plan(model_dir: str | Path, repo_id: str, info: CardInfo | None = None)
     model_dir = Path(model_dir)
     files = hub_files(model_dir)
     info = info or card_info_for_folder(model_dir)
-    language_model = (model_dir / LM_FOLDER / ARPA_NAME).is_file()
+    language_model = language_model_file(model_dir / LM_FOLDER) is not None
     config = AutoConfig.from_pretrained(str(model_dir))
     card = build_model_card(repo_id, config, info, _parameters(model_dir), language_model)
     return PushPlan(model_dir, files, card)

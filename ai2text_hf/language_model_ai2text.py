@@ -4,9 +4,10 @@ This file travels with the model files (``trust_remote_code``): it imports nothi
 transformers, torchaudio and flashlight-text (the decoder torchaudio's ``ctc_decoder`` runs on:
 ``pip install flashlight-text``). ai2text-hf's own decoding builds on it, so both decode alike.
 
-``language_model/`` holds ``lm.arpa`` (a syllable n-gram model), ``lm.json`` (how it was built, and the
-vocabulary of the model it was built for) and, after ``ai2text lm tune``, ``decoding.json`` (the LM weight and
-word score tuned for this model and LM).
+``language_model/`` holds ``lm.arpa`` (a syllable n-gram model) and/or its KenLM binary ``lm.bin`` with the
+binary's vocabulary ``words.txt`` (loaded in milliseconds; preferred when present), ``lm.json`` (how it was built,
+and the vocabulary of the model it was built for) and, after ``ai2text lm tune``, ``decoding.json`` (the LM weight
+and word score tuned for this model and LM).
 
 The lexicon-free decoder asks its LM for a score each time a hypothesis emits a token. :class:`WordScorer`
 turns those letter-by-letter calls into word-level scoring: it collects the letters of the current word and,
@@ -45,6 +46,8 @@ except ImportError as error:
 
 LM_FOLDER = "language_model"
 ARPA_NAME = "lm.arpa"
+BINARY_NAME = "lm.bin"  # KenLM binary (trie) of the ARPA model
+WORDS_NAME = "words.txt"  # the binary's vocabulary, one word per line: the decoder's dictionary needs it
 INFO_NAME = "lm.json"
 TUNED_NAME = "decoding.json"  # LM weight and word score tuned for this model and LM by `ai2text lm tune`
 UNK = "<unk>"
@@ -114,10 +117,19 @@ def tuned_weights(lm_dir: str | Path) -> dict[str, float]:
     return weights | ({"beam_width": int(beam_width)} if beam_width else {})
 
 
+def language_model_file(lm_dir: str | Path) -> Path | None:
+    """The file the decoder loads from an LM folder: the KenLM binary when it has one with its vocabulary, else
+    the ARPA file; None when it has neither."""
+    lm_dir = Path(lm_dir)
+    if (lm_dir / BINARY_NAME).is_file() and (lm_dir / WORDS_NAME).is_file():
+        return lm_dir / BINARY_NAME
+    return lm_dir / ARPA_NAME if (lm_dir / ARPA_NAME).is_file() else None
+
+
 def find_language_model(model: str | Path, **hub_kwargs: Any) -> Path | None:
     """The ``language_model/`` folder of a local model folder or Hub repository (downloaded), or None."""
     files = {}
-    for name in (ARPA_NAME, INFO_NAME, TUNED_NAME):
+    for name in (BINARY_NAME, WORDS_NAME, ARPA_NAME, INFO_NAME, TUNED_NAME):
         found = cached_file(
             str(model),
             f"{LM_FOLDER}/{name}",
@@ -127,7 +139,16 @@ def find_language_model(model: str | Path, **hub_kwargs: Any) -> Path | None:
         )
         if found:
             files[name] = Path(found)
-    return files[ARPA_NAME].parent if ARPA_NAME in files else None
+    lm_dir = next(iter(files.values())).parent if files else None
+    return lm_dir if lm_dir is not None and language_model_file(lm_dir) is not None else None
+
+
+def lm_vocabulary(lm_file: str | Path) -> list[str]:
+    """The words of an ARPA file or of a KenLM binary (from the ``words.txt`` beside it)."""
+    lm_file = Path(lm_file)
+    if lm_file.name == BINARY_NAME:
+        return (lm_file.parent / WORDS_NAME).read_text(encoding="utf-8").split()
+    return arpa_vocabulary(lm_file)
 
 
 def arpa_vocabulary(path: str | Path) -> list[str]:
@@ -178,7 +199,8 @@ class WordScorer(CTCDecoderLM):
     Args:
         tokens: the tokenizer's tokens by id.
         delimiter: the word delimiter token.
-        arpa: ARPA language model, or None for hotwords / word score only.
+        lm: the n-gram model (an ARPA file, or ``lm.bin`` with its ``words.txt``), or None for hotwords / word
+            score only.
         lm_weight: weight of the LM's natural-log probability against the acoustic log posteriors.
         word_score: added per completed word with an LM (it counters the LM's preference for fewer, merged words).
         hotwords: a matcher with ``start()``, ``step(state, char) -> (state, bonus)`` and ``finish(state)``, or None.
@@ -188,7 +210,7 @@ class WordScorer(CTCDecoderLM):
         self,
         tokens: Sequence[str],
         delimiter: str,
-        arpa: Path | None = None,
+        lm: Path | None = None,
         lm_weight: float = DEFAULT_LM_WEIGHT,
         word_score: float = 0.0,
         hotwords: Any = None,
@@ -197,11 +219,11 @@ class WordScorer(CTCDecoderLM):
         self._tokens = list(tokens)
         self._delimiter = self._tokens.index(delimiter)
         self._kenlm = None
-        if arpa is not None:
-            self._words = Dictionary(arpa_vocabulary(arpa))
+        if lm is not None:
+            self._words = Dictionary(lm_vocabulary(lm))
             self._words.set_default_index(self._words.get_index(UNK))
             with _stderr_to_exception():
-                self._kenlm = KenLM(str(arpa), self._words)
+                self._kenlm = KenLM(str(lm), self._words)
         self._lm_scale = lm_weight * math.log(10)  # KenLM returns log10
         self._word_score = word_score
         self._hotwords = hotwords
@@ -314,7 +336,7 @@ def lm_beam_search(
     scorer = WordScorer(
         tokenizer.convert_ids_to_tokens(list(range(len(tokenizer)))),
         tokenizer.word_delimiter_token,
-        Path(lm_dir) / ARPA_NAME,
+        language_model_file(lm_dir),
         tuned.get("lm_weight", DEFAULT_LM_WEIGHT) if lm_weight is None else lm_weight,
         tuned.get("word_score", DEFAULT_WORD_SCORE) if word_score is None else word_score,
     )

@@ -37,6 +37,16 @@ def _lengths_to_mask(lengths: torch.Tensor, max_len: int) -> torch.Tensor:
     return torch.arange(max_len, device=lengths.device)[None, :] < lengths[:, None]
 
 
+def chunk_attention_mask(frames: int, chunk_size: int, left_chunks: int, device: torch.device) -> torch.Tensor:
+    """(frames, frames) bool: a frame attends to its own chunk of ``chunk_size`` frames and ``left_chunks`` chunks
+    before it (all before it when -1), never to a later chunk."""
+    chunk = torch.arange(frames, device=device) // chunk_size
+    allowed = chunk[None, :] <= chunk[:, None]
+    if left_chunks >= 0:
+        allowed &= chunk[None, :] >= chunk[:, None] - left_chunks
+    return allowed
+
+
 def _float32_on_cpu(op: Callable[..., torch.Tensor], *inputs: torch.Tensor, **kwargs) -> torch.Tensor:
     """``op(*inputs, **kwargs)``, in float32 when CPU autocast is on, else as it is.
 
@@ -84,11 +94,16 @@ class ConvSubsampling(nn.Module):
         # First a full 3x3 conv from the single input channel, then depthwise-separable stride-2
         # convs ("dw_striding", as NeMo's FastConformer): a full channels x channels 3x3 conv at this
         # resolution would cost more than all encoder blocks together.
-        layers: list[nn.Module] = [nn.Conv2d(1, channels, kernel_size=3, stride=2, padding=1)]
+        # Causal: no time padding in the convs; the input gets ``left_context`` zero frames in front instead, so
+        # output frame j reads input frames up to ``factor * j`` and a stream needs only that many past frames.
+        self.causal = config.causal_subsampling
+        self.left_context = 2 * (config.subsampling_factor - 1) if self.causal else 0
+        padding = (0, 1) if self.causal else 1
+        layers: list[nn.Module] = [nn.Conv2d(1, channels, kernel_size=3, stride=2, padding=padding)]
         for _ in range(self.num_convs - 1):
             layers.append(
                 nn.Sequential(
-                    nn.Conv2d(channels, channels, kernel_size=3, stride=2, padding=1, groups=channels),
+                    nn.Conv2d(channels, channels, kernel_size=3, stride=2, padding=padding, groups=channels),
                     nn.Conv2d(channels, channels, kernel_size=1),
                 )
             )
@@ -98,7 +113,9 @@ class ConvSubsampling(nn.Module):
         # stride-2 convs bring them to the same frame rate, and they join the mel map before the projection.
         pitch = config.num_pitch_features
         self.pitch_convs = nn.ModuleList(
-            nn.Conv1d(pitch if index == 0 else channels, channels, kernel_size=3, stride=2, padding=1)
+            nn.Conv1d(
+                pitch if index == 0 else channels, channels, kernel_size=3, stride=2, padding=0 if self.causal else 1
+            )
             for index in range(self.num_convs if pitch else 0)
         )
         freq = config.n_mels
@@ -106,14 +123,23 @@ class ConvSubsampling(nn.Module):
             freq = (freq + 1) // 2
         self.out = nn.Linear(channels * freq + (channels if pitch else 0), config.d_model)
 
-    def forward(self, features: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(
+        self, features: torch.Tensor, lengths: torch.Tensor, context: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Subsampled frames and their lengths. ``context``: with ``causal_subsampling``, the
+        ``left_context`` input frames before ``features`` (a stream's past; zeros, the default, at its start)."""
+        if self.causal:
+            if context is None:
+                context = features.new_zeros(features.shape[0], self.left_context, features.shape[2])
+            features = torch.cat([context, features], dim=1)
+            lengths = lengths + self.left_context
         # Channels-last: oneDNN runs these small-channel and depthwise convs (and their gradients) about
         # three times faster in this layout; the values are the same.
         x = features[..., : self.n_mels].unsqueeze(1).contiguous(memory_format=torch.channels_last)
         pitch = features[..., self.n_mels :]  # (batch, time, pitch features)
         for index, conv in enumerate(self.convs):
             x = F.silu(_float32_on_cpu(conv, x))
-            lengths = subsampled_length(lengths, 2)
+            lengths = (lengths - 1) // 2 if self.causal else subsampled_length(lengths, 2)
             mask = _lengths_to_mask(lengths, x.shape[2]).to(x.dtype)
             x = x * mask[:, None, :, None]
             if self.pitch_convs:
@@ -168,6 +194,33 @@ class SelfAttention(nn.Module):
         out = _float32_on_cpu(F.scaled_dot_product_attention, q, k, v, attn_mask=attn_mask, dropout_p=dropout)
         return self.out(out.transpose(1, 2).reshape(batch, time, -1))
 
+    def forward_chunk(
+        self,
+        x: torch.Tensor,
+        cache: torch.Tensor,
+        rope: tuple[torch.Tensor, torch.Tensor],
+        key_mask: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """One chunk of a stream attending to itself and the cached left frames.
+
+        ``cache``: (2, batch, heads, frames, head_dim), keys and values of the left frames *before* rotation, so
+        positions count from the cache's start every chunk (RoPE scores depend on relative positions only) and
+        never grow with the stream. ``rope``: cos/sin for the cache's and the chunk's frames. ``key_mask``:
+        (batch, cache + chunk frames) bool, False for cache entries not filled yet (a fixed-size cache, as the ONNX
+        step has). Returns the output and the keys and values of the cache and the chunk (the caller keeps the
+        left frames it needs).
+        """
+        batch, time, _ = x.shape
+        q, k, v = self.qkv(x).view(batch, time, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
+        kv = torch.cat([cache, torch.stack([k, v])], dim=3)
+        cos, sin = rope
+        k = kv[0] * cos + _rotate_half(kv[0]) * sin
+        cos_q, sin_q = cos[cos.shape[0] - time :], sin[sin.shape[0] - time :]
+        q = q * cos_q + _rotate_half(q) * sin_q
+        mask = None if key_mask is None else key_mask[:, None, None, :]
+        out = F.scaled_dot_product_attention(q, k, kv[1], attn_mask=mask)
+        return self.out(out.transpose(1, 2).reshape(batch, time, -1)), kv
+
 
 class FeedForward(nn.Module):
     def __init__(self, config: AI2TextConfig):
@@ -196,18 +249,32 @@ class ConvolutionModule(nn.Module):
         d = config.d_model
         self.norm = nn.LayerNorm(d, eps=config.layer_norm_eps)
         self.pointwise_in = nn.Linear(d, 2 * d)
-        self.depthwise = nn.Conv1d(d, d, config.conv_kernel_size, padding=config.conv_kernel_size // 2, groups=d)
+        # Causal: the kernel's left part only, the ``kernel - 1`` past frames padded in front (or cached in a stream).
+        self.causal = config.causal_conv
+        self.context = config.conv_kernel_size - 1 if self.causal else 0
+        padding = 0 if self.causal else config.conv_kernel_size // 2
+        self.depthwise = nn.Conv1d(d, d, config.conv_kernel_size, padding=padding, groups=d)
         self.depthwise_norm = nn.LayerNorm(d, eps=config.layer_norm_eps)
         self.pointwise_out = nn.Linear(d, d)
         self.dropout = nn.Dropout(config.dropout)
 
-    def forward(self, x: torch.Tensor, pad_mask: torch.Tensor | None) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, pad_mask: torch.Tensor | None, cache: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The module's output and, when causal, its new cache: the last ``kernel - 1`` inputs of the depthwise
+        convolution (``cache``: the previous ones, (batch, kernel - 1, d_model); zeros at a stream's start)."""
         x = F.glu(self.pointwise_in(self.norm(x)), dim=-1)
         if pad_mask is not None:
             x = x.masked_fill(pad_mask.unsqueeze(-1), 0.0)
+        new_cache = None
+        if self.causal:
+            if cache is None:
+                cache = x.new_zeros(x.shape[0], self.context, x.shape[2])
+            x = torch.cat([cache, x], dim=1)
+            new_cache = x[:, -self.context :] if self.context else x[:, :0]
         x = _conv_over_time(self.depthwise, x)
         x = F.silu(self.depthwise_norm(x))
-        return self.dropout(self.pointwise_out(x))
+        return self.dropout(self.pointwise_out(x)), new_cache
 
 
 class ConformerBlock(GradientCheckpointingLayer):
@@ -238,8 +305,24 @@ class ConformerBlock(GradientCheckpointingLayer):
     ) -> torch.Tensor:
         x = x + 0.5 * self.ff1(x)
         x = x + self.dropout(self.attn(self.attn_norm(x), attn_mask, (cos, sin)))
-        x = x + self.conv(x, pad_mask)
+        x = x + self.conv(x, pad_mask)[0]
         return x + 0.5 * self.ff2(x)
+
+    def forward_chunk(
+        self,
+        x: torch.Tensor,
+        kv_cache: torch.Tensor,
+        conv_cache: torch.Tensor,
+        rope: tuple[torch.Tensor, torch.Tensor],
+        key_mask: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """One chunk of a stream (see ``SelfAttention.forward_chunk``); returns it and the new caches."""
+        x = x + 0.5 * self.ff1(x)
+        out, kv = self.attn.forward_chunk(self.attn_norm(x), kv_cache, rope, key_mask)
+        x = x + out
+        out, conv_cache = self.conv(x, None, conv_cache)
+        x = x + out
+        return x + 0.5 * self.ff2(x), kv, conv_cache
 
 
 class TransformerBlock(GradientCheckpointingLayer):
@@ -262,6 +345,19 @@ class TransformerBlock(GradientCheckpointingLayer):
     ) -> torch.Tensor:
         x = x + self.dropout(self.attn(self.attn_norm(x), attn_mask, (cos, sin)))
         return x + self.ff(x)
+
+    def forward_chunk(
+        self,
+        x: torch.Tensor,
+        kv_cache: torch.Tensor,
+        conv_cache: torch.Tensor,
+        rope: tuple[torch.Tensor, torch.Tensor],
+        key_mask: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """One chunk of a stream (see ``SelfAttention.forward_chunk``); no convolution, so ``conv_cache`` passes."""
+        out, kv = self.attn.forward_chunk(self.attn_norm(x), kv_cache, rope, key_mask)
+        x = x + out
+        return x + self.ff(x), kv, conv_cache
 
 
 class AI2TextPreTrainedModel(PreTrainedModel):
@@ -341,12 +437,29 @@ class AI2TextForCTC(AI2TextPreTrainedModel):
             keep &= ~((frames >= start) & (frames < start + width)).unsqueeze(2)
         return features * keep.to(features.dtype)
 
+    def _chunking(self, frames: int, chunk_size: int | None, left_chunks: int | None) -> tuple[int, int]:
+        """The (chunk size, left chunks) this forward pass attends with; chunk size 0: full context. In training
+        with ``dynamic_chunk_training`` both are drawn per batch unless given."""
+        cfg = self.config
+        if chunk_size is None and self.training and cfg.dynamic_chunk_training:
+            if float(torch.rand(())) < cfg.full_context_prob:
+                return 0, -1
+            chunk_size = int(torch.randint(1, cfg.max_chunk_frames + 1, ()))
+            if cfg.dynamic_left_chunks:
+                return chunk_size, int(torch.randint(0, max(1, (frames - 1) // chunk_size + 1), ()))
+            return chunk_size, cfg.attention_left_chunks
+        return chunk_size or 0, cfg.attention_left_chunks if left_chunks is None else left_chunks
+
     def forward(
         self,
         input_features: torch.Tensor,
         attention_mask: torch.Tensor | None = None,
         labels: torch.Tensor | None = None,
+        chunk_size: int | None = None,
+        left_chunks: int | None = None,
     ) -> AI2TextCTCOutput:
+        """``chunk_size`` (output frames) and ``left_chunks``: attend within chunks as a stream does (default: full
+        context, or a random chunking per batch in training with ``dynamic_chunk_training``)."""
         batch, time, columns = input_features.shape
         expected = self.config.n_mels + self.config.num_pitch_features
         if columns != expected:
@@ -368,6 +481,12 @@ class AI2TextForCTC(AI2TextPreTrainedModel):
         padded = bool((out_lengths < out_time).any())
         pad_mask = ~_lengths_to_mask(out_lengths, out_time) if padded else None
         attn_mask = (~pad_mask)[:, None, None, :] if padded else None
+        chunk_size, left_chunks = self._chunking(out_time, chunk_size, left_chunks)
+        if chunk_size:
+            chunks = chunk_attention_mask(out_time, chunk_size, left_chunks, x.device)[None, None]
+            # Every frame sees itself: a padded frame whose allowed chunks are all padding would otherwise get NaN.
+            itself = torch.eye(out_time, dtype=torch.bool, device=x.device)
+            attn_mask = chunks if attn_mask is None else (attn_mask & chunks) | itself
         cos, sin = self.rotary(out_time, x.device, x.dtype)
         return_intermediate = self.training or labels is not None
         intermediate: list[torch.Tensor] = []
@@ -393,6 +512,60 @@ class AI2TextForCTC(AI2TextPreTrainedModel):
         return AI2TextCTCOutput(
             loss=loss, logits=logits, intermediate_logits=tuple(intermediate) if return_intermediate else None
         )
+
+    def streaming_state(self, batch: int = 1) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The state of a stream at its start, for :meth:`forward_chunk`: the front end's past input frames
+        (batch, left_context, features), the attention cache (layers, 2, batch, heads, 0, head_dim) and the
+        convolution cache (layers, batch, kernel - 1, d_model), all zeros."""
+        cfg = self.config
+        device, dtype = self.lm_head.weight.device, self.lm_head.weight.dtype
+        head_dim = cfg.d_model // cfg.num_heads
+        context = torch.zeros(batch, self.subsampling.left_context, cfg.n_mels + cfg.num_pitch_features)
+        attention = torch.zeros(len(self.layers), 2, batch, cfg.num_heads, 0, head_dim)
+        conv_frames = cfg.conv_kernel_size - 1 if cfg.block_type == "conformer" else 0
+        conv = torch.zeros(len(self.layers), batch, conv_frames, cfg.d_model)
+        return tuple(t.to(device=device, dtype=dtype) for t in (context, attention, conv))  # type: ignore[return-value]
+
+    def forward_chunk(
+        self,
+        input_features: torch.Tensor,
+        context: torch.Tensor,
+        attention_cache: torch.Tensor,
+        conv_cache: torch.Tensor,
+        cache_frames: int,
+        cache_mask: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Logits of one chunk of a stream and the stream's new state (see :meth:`streaming_state`).
+
+        ``input_features``: the chunk's ``subsampling_factor * chunk_size`` feature frames (fewer for the last);
+        ``cache_frames``: left frames kept for attention (``left_chunks * chunk_size``); ``cache_mask``: (batch,
+        cache frames) bool for a cache of fixed size whose entries are not all filled yet (False), as the ONNX
+        step runs it; without it the cache grows up to ``cache_frames``. Equals :meth:`forward`
+        with ``chunk_size`` and ``left_chunks`` on the whole stream; the cost of a chunk is bounded by
+        ``cache_frames``, however long the stream.
+        """
+        if not self.config.streamable:
+            raise ValueError(
+                "This model reads future frames (centred convolutions) or was not trained with chunks "
+                "(dynamic_chunk_training): it cannot stream. Train it with recipes/streaming-cpu.yaml."
+            )
+        lengths = torch.full((input_features.shape[0],), input_features.shape[1], device=input_features.device)
+        new_context = torch.cat([context, input_features], dim=1)[:, -context.shape[1] :]
+        x, _ = self.subsampling(input_features, lengths, context)
+        time = x.shape[1]
+        cos, sin = self.rotary(attention_cache.shape[4] + time, x.device, x.dtype)
+        key_mask = None
+        if cache_mask is not None:
+            key_mask = torch.cat([cache_mask, cache_mask.new_ones(cache_mask.shape[0], time)], dim=1)
+        attention, convs = [], []
+        for index, layer in enumerate(self.layers):
+            x, kv, conv = layer.forward_chunk(x, attention_cache[index], conv_cache[index], (cos, sin), key_mask)
+            # Negative slices: a cache still shorter than cache_frames is kept whole (in the ONNX graph too).
+            attention.append(kv[..., -cache_frames:, :] if cache_frames else kv[..., :0, :])
+            convs.append(conv)
+            if index + 1 in self.config.interctc_layers and self.conditioning is not None:
+                x = x + self.conditioning(self._ctc_logits(x).softmax(-1))
+        return self._ctc_logits(x), new_context, torch.stack(attention), torch.stack(convs)
 
     def _ctc_logits(self, hidden: torch.Tensor) -> torch.Tensor:
         """The shared CTC head, for the final and the intermediate predictions."""

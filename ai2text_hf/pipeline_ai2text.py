@@ -9,20 +9,29 @@ folder's language model, for ``trust_remote_code`` loading without ai2text-hf::
     asr("speech.wav", return_timestamps="word")         # word timings in "chunks"
     pipeline(..., trust_remote_code=True, use_lm=False)  # greedy
 
-This file travels with the model files and imports nothing of ai2text-hf (``language_model_ai2text.py`` travels
-beside it). Everything before decoding (audio loading, resampling, chunking with strides) is the parent's.
+With ``chunk_length_s``, a recording is first cut in its pauses and each part is read alone (a part still longer
+than ``chunk_length_s`` in the parent's strided windows), as the model read single utterances in training: fixed
+windows that straddle two voices cost accuracy (benchmarks/bench_long_audio.py).
+
+This file travels with the model files and imports nothing of ai2text-hf (``language_model_ai2text.py`` and
+``feature_extraction_ai2text.py`` travel beside it). Audio loading and the strided windows are the parent's.
 """
 
 from __future__ import annotations
 
 import re
 from collections import defaultdict
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
+import torchaudio
 from transformers import AutomaticSpeechRecognitionPipeline
+from transformers.pipelines.audio_utils import ffmpeg_read
 
+from .feature_extraction_ai2text import pause_segments
 from .language_model_ai2text import LexiconFreeBeamSearch, find_language_model, lm_beam_search
 
 
@@ -55,6 +64,49 @@ class AI2TextCTCPipeline(AutomaticSpeechRecognitionPipeline):
         lm_dir = find_language_model(self.model.name_or_path, revision=_hub_commit()) if use_lm else None
         return lm_beam_search(self.tokenizer, lm_dir, beam_width) if lm_dir is not None else None
 
+    def _waveform(self, inputs: Any) -> np.ndarray | None:
+        """Mono samples at the feature extractor's rate of a file path, bytes, 1-D array or ``{"array"|"raw",
+        "sampling_rate"}`` input; None for any other kind (URLs, strided dicts), which keeps the parent's windows."""
+        rate = self.feature_extractor.sampling_rate
+        if isinstance(inputs, str) and not inputs.startswith(("http://", "https://")):
+            inputs = Path(inputs).read_bytes()
+        if isinstance(inputs, bytes):
+            return ffmpeg_read(inputs, rate)
+        in_rate = rate
+        if isinstance(inputs, dict) and set(inputs) <= {"array", "raw", "sampling_rate", "path"}:
+            in_rate, inputs = inputs.get("sampling_rate"), inputs.get("array", inputs.get("raw"))
+        if isinstance(inputs, np.ndarray):
+            inputs = torch.from_numpy(inputs)
+        if not isinstance(inputs, torch.Tensor) or inputs.ndim != 1 or not in_rate:
+            return None
+        inputs = inputs.float().cpu()
+        return (inputs if in_rate == rate else torchaudio.functional.resample(inputs, in_rate, rate)).numpy()
+
+    def preprocess(self, inputs, chunk_length_s=0, stride_length_s=None) -> Iterator[dict]:
+        waveform = self._waveform(inputs) if chunk_length_s else None
+        if waveform is None:
+            yield from super().preprocess(inputs, chunk_length_s, stride_length_s)
+            return
+        # Cuts on whole logit frames, so the parts' frames join without a gap or an overlap.
+        align = self._align_to
+        cuts = sorted(
+            {start // align * align for start, _ in pause_segments(waveform, self.feature_extractor.sampling_rate)}
+        )
+        previous = None
+        for start, end in zip(cuts, [*cuts[1:], len(waveform)]):
+            for item in super().preprocess(waveform[start:end], chunk_length_s, stride_length_s):
+                if previous is not None:
+                    yield {**previous, "is_last": False}  # the whole recording is one input of the pipeline
+                previous = item
+        if previous is not None:  # an empty recording yields nothing, as in the parent
+            yield previous
+
+    def _word_boundary(self, logits: torch.Tensor) -> torch.Tensor:
+        """``logits`` with the first frame made a certain word delimiter (same length: times stay put)."""
+        boundary = torch.full_like(logits[:, :1], torch.finfo(logits.dtype).min)
+        boundary[..., self.tokenizer.word_delimiter_token_id] = 0.0
+        return torch.cat([boundary, logits[:, 1:]], dim=1)
+
     def decode_logits(self, logits: torch.Tensor, seconds_per_frame: float, word_timestamps: bool) -> dict:
         """``{"text"[, "chunks"]}`` of one utterance's ``(1, frames, vocab)`` logits."""
         log_probs = logits.detach().float().log_softmax(-1).cpu().contiguous()
@@ -85,6 +137,10 @@ class AI2TextCTCPipeline(AutomaticSpeechRecognitionPipeline):
             if stride is not None:  # chunked audio: keep each chunk's frames outside its overlaps
                 total, left, right = stride
                 logits = logits[:, left : total - right]
+                # A new part, cut mid-pause (preprocess): a pause may hold only blanks, which would join the words
+                # on either side, so its silent first frame becomes a word delimiter.
+                if pieces and left == 0:
+                    logits = self._word_boundary(logits)
             pieces.append(logits)
             output.pop("is_last", None)
             for key, value in output.items():

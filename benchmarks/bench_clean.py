@@ -6,6 +6,14 @@ truncated (its first half), shuffled (its words in random order), replaced by an
 alone, from the same scores, is the baseline.
 
     .venv/bin/python -m benchmarks.bench_clean --model runs/demo/model [--csv data/demo/metadata.csv]
+
+``--real-keywords``: the same on held-out rows of ../shared/data/real-keywords-8k (8 phrases, 8 kHz telephone
+audio), where a corrupted row gets another of the 8 phrases, with a model fine-tuned on the other rows. The
+split is fixed (seeded); ``--write-split FOLDER`` writes it as ``train.csv`` and ``heldout.csv`` for
+``ai2text prepare`` / ``train`` (docs/corpus-tools.md has the four commands). Without ../shared it skips.
+
+    .venv/bin/python -m benchmarks.bench_clean --real-keywords --write-split runs/keywords-data
+    .venv/bin/python -m benchmarks.bench_clean --real-keywords --model runs/keywords-finetune/model
 """
 
 from __future__ import annotations
@@ -19,7 +27,10 @@ from pathlib import Path
 
 import numpy as np
 
-from .common import REPO, print_table
+from .common import REPO, SHARED, print_table
+
+KEYWORDS = SHARED / "data" / "real-keywords-8k"
+HELD_OUT = 1000  # real-keywords-8k rows kept out of fine-tuning, for the cleaning measurement
 
 ENGLISH = [
     "the quick brown fox jumps over the lazy dog",
@@ -56,15 +67,62 @@ def corrupt(rows: list[dict], share: float, seed: int, phrases: list[str] | None
     return set(chosen)
 
 
+def keyword_split(seed: int = 0) -> tuple[list[dict], list[dict]]:
+    """(fine-tuning, held-out) rows of real-keywords-8k, file paths absolute: ``HELD_OUT`` rows drawn with
+    ``seed`` (the rows are ordered by phrase, so a random draw keeps every phrase in both); the fine-tuning rows
+    carry a ``split`` column with 5 % of them for validation (no speaker labels, so prepare cannot carve one)."""
+    with (KEYWORDS / "metadata.csv").open(encoding="utf-8", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    for row in rows:
+        row["file_path"] = str(KEYWORDS / row["file_path"])
+    rng = random.Random(seed)
+    held = set(rng.sample(range(len(rows)), HELD_OUT))
+    train = [r for i, r in enumerate(rows) if i not in held]
+    validation = set(rng.sample(range(len(train)), round(0.05 * len(train))))
+    train = [{**r, "split": "validation" if i in validation else "train"} for i, r in enumerate(train)]
+    return train, [r for i, r in enumerate(rows) if i in held]
+
+
+def write_csv(path: Path, rows: list[dict]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", encoding="utf-8", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", default="runs/demo/model")
+    parser.add_argument("--model", help="default runs/demo/model, or runs/keywords-finetune/model with --real-keywords")
     parser.add_argument("--csv", default=str(REPO / "data" / "demo" / "metadata.csv"))
     parser.add_argument("--split", default="test", help="rows of this split (all rows when the CSV has none)")
     parser.add_argument("--rows", type=int, default=None, help="first N rows of the split")
     parser.add_argument("--share", type=float, default=0.05)
     parser.add_argument("--closed-set", action="store_true", help="corrupt with another phrase of the CSV")
+    parser.add_argument(
+        "--real-keywords", action="store_true", help="held-out real-keywords-8k rows, closed-set corruption"
+    )
+    parser.add_argument("--write-split", metavar="FOLDER", help="with --real-keywords: write the split CSVs, then stop")
     args = parser.parse_args()
+    if args.real_keywords and not (KEYWORDS / "metadata.csv").is_file():
+        print(f"skipped: {KEYWORDS} is not here (the real-keywords-8k measurement needs ../shared/data)")
+        return
+    if args.write_split:
+        if not args.real_keywords:
+            parser.error("--write-split needs --real-keywords")
+        train, held = keyword_split()
+        for name, part in (("train.csv", train), ("heldout.csv", held)):
+            if (Path(args.write_split) / name).exists():
+                raise SystemExit(f"{Path(args.write_split) / name} already exists: remove it or choose another folder")
+            write_csv(Path(args.write_split) / name, part)
+        print(f"wrote {len(train)} train and {len(held)} held-out rows to {args.write_split}/")
+        return
+    args.model = args.model or ("runs/keywords-finetune/model" if args.real_keywords else "runs/demo/model")
+    if args.real_keywords and not Path(args.model).is_dir():
+        raise SystemExit(
+            f"{args.model} is not a model folder: fine-tune one on the train part first (docs/corpus-tools.md, "
+            "'Example: real keyword recordings'), then pass it with --model"
+        )
 
     import torch
 
@@ -73,21 +131,22 @@ def main() -> None:
     from ai2text_hf.inference import Transcriber
 
     torch.set_num_threads(2)
-    source = Path(args.csv)
-    with source.open(encoding="utf-8", newline="") as handle:
-        rows = [r for r in csv.DictReader(handle) if r.get("split", args.split) in (args.split, None, "")]
+    if args.real_keywords:
+        source, args.split = KEYWORDS / "metadata.csv", f"{HELD_OUT} held-out rows"
+        rows = keyword_split()[1]
+    else:
+        source = Path(args.csv)
+        with source.open(encoding="utf-8", newline="") as handle:
+            rows = [r for r in csv.DictReader(handle) if r.get("split", args.split) in (args.split, None, "")]
+        for row in rows:
+            row["file_path"] = str((source.parent / row["file_path"]).resolve())
     rows = rows[: args.rows]
-    for row in rows:
-        row["file_path"] = str((source.parent / row["file_path"]).resolve())
-    phrases = sorted({r["transcript"] for r in rows}) if args.closed_set else None
+    phrases = sorted({r["transcript"] for r in rows}) if args.closed_set or args.real_keywords else None
     corrupted = corrupt(rows, args.share, seed=0, phrases=phrases)
     aligner = Aligner(Transcriber(args.model, device="cpu"))
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "metadata.csv"
-        with path.open("w", encoding="utf-8", newline="") as handle:
-            writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
-            writer.writeheader()
-            writer.writerows(rows)
+        write_csv(path, rows)
         start = time.perf_counter()
         result = clean_metadata(aligner, path, Path(folder) / "out" / "metadata.csv", options=CleanOptions())
         seconds = time.perf_counter() - start

@@ -7,7 +7,9 @@ model transcribing every utterance on its own (greedy); against it, with the rat
 
 * ``Transcriber`` with its default chunking (cut in pauses, parts transcribed alone);
 * ``Transcriber`` with fixed 30 s windows and 4 s context (what it did before cutting in pauses);
-* transformers' ASR pipeline with ``chunk_length_s=20`` (greedy, fixed windows with strides).
+* the model folder's pipeline (``trust_remote_code=True``) with ``chunk_length_s=20``, greedy: cut in pauses, each
+  part read alone;
+* transformers' own ASR pipeline class with ``chunk_length_s=20`` (greedy, fixed windows with strides).
 
 Memory: the recording is the demo test utterances (unseen sentences and voices) joined by 0.3-0.8 s pauses and
 repeated to the requested length, written to a real WAV file. Each measurement runs in its own process,
@@ -89,28 +91,37 @@ def voice_change_recordings(corpus: Path, count: int | None, per_recording: int 
 def voice_changes(model: str, corpus: Path, count: int | None) -> None:
     """The voice-change table: per-utterance CER against the chunked ways of transcribing whole recordings."""
     import torch
-    from transformers import pipeline
+    from transformers import AutomaticSpeechRecognitionPipeline, pipeline
 
     import ai2text_hf  # noqa: F401  (registers the model with the Auto classes)
+    from ai2text_hf.decoding import DecodingOptions
     from ai2text_hf.inference import Transcriber
     from ai2text_hf.metrics import error_rates
 
     torch.set_num_threads(2)
     recordings, references, utterances = voice_change_recordings(corpus, count)
-    transcriber = Transcriber(model, device="cpu")
+    transcriber = Transcriber(model, device="cpu", decoding=DecodingOptions())  # greedy, like the pipelines
     runs = {}
     start = time.perf_counter()
     runs["each utterance alone (baseline)"] = [
         " ".join(d.text for d in transcriber.transcribe_arrays(clips, False)) for clips in utterances
     ]
     seconds = {"each utterance alone (baseline)": time.perf_counter() - start}
-    asr = pipeline("automatic-speech-recognition", model=model, device="cpu")
+    folder_asr = pipeline(
+        "automatic-speech-recognition", model=model, device="cpu", trust_remote_code=True, use_lm=False
+    )
+    stock_asr = pipeline(
+        "automatic-speech-recognition", model=model, device="cpu", pipeline_class=AutomaticSpeechRecognitionPipeline
+    )
     ways = {
         "Transcriber, default chunking (cut in pauses)": lambda w: transcriber.transcribe_arrays([w], False)[0].text,
-        "Transcriber, fixed 30 s windows, 4 s context": lambda w: transcriber.transcribe_arrays(
-            [w], False, split_long=False
-        )[0].text,
-        "pipeline, chunk_length_s=20": lambda w: asr(w.copy(), chunk_length_s=20)["text"],
+        "Transcriber, fixed 30 s windows, 4 s context": lambda w: (
+            transcriber.transcribe_arrays([w], False, split_long=False)[0].text
+        ),
+        "the folder's pipeline, chunk_length_s=20 (cut in pauses)": lambda w: folder_asr(w.copy(), chunk_length_s=20)[
+            "text"
+        ],
+        "transformers' pipeline class, chunk_length_s=20": lambda w: stock_asr(w.copy(), chunk_length_s=20)["text"],
     }
     for name, transcribe in ways.items():
         start = time.perf_counter()
@@ -143,16 +154,20 @@ def child(mode: str, model: str, wav: str, seconds: float | None) -> dict:
         audio = audio[: int(seconds * SR)]
     start = time.perf_counter()
     if mode == "pipeline":
-        from transformers import pipeline
+        from transformers import AutomaticSpeechRecognitionPipeline, pipeline
 
         import ai2text_hf  # noqa: F401  (registers the model with the Auto classes)
 
-        text = pipeline("automatic-speech-recognition", model=model)(audio, chunk_length_s=30, batch_size=8)["text"]
+        asr = pipeline("automatic-speech-recognition", model=model, pipeline_class=AutomaticSpeechRecognitionPipeline)
+        text = asr(audio, chunk_length_s=30, batch_size=8)["text"]
     else:
+        from ai2text_hf.decoding import DecodingOptions
         from ai2text_hf.inference import Transcriber
 
         chunk = 30.0 if mode == "windowed" else float("inf")
-        (decoded,) = Transcriber(model, device="cpu", chunk_seconds=chunk).transcribe_arrays([audio], False)
+        (decoded,) = Transcriber(
+            model, device="cpu", chunk_seconds=chunk, decoding=DecodingOptions()
+        ).transcribe_arrays([audio], False)
         text = decoded.text
     return {
         "seconds": time.perf_counter() - start,

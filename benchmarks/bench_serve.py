@@ -44,10 +44,11 @@ def _free_port() -> int:
         return probe.getsockname()[1]
 
 
-def _start_server(model: str, port: int, models_dir: str) -> subprocess.Popen:
-    command = [sys.executable, "-m", "ai2text_hf.cli", "serve", "--model", model, "--port", str(port),
-               "--models-dir", models_dir, "--log-level", "warning"]
-    process = subprocess.Popen(command, cwd=REPO)
+def _start_server(model: str, port: int, models_dir: str | None = None, *extra: str) -> subprocess.Popen:
+    """``ai2text serve`` in its own process with ``extra`` options, once it answers /health."""
+    command = [sys.executable, "-m", "ai2text_hf.cli", "serve", "--model", str(model), "--port", str(port)]
+    command += ["--models-dir", models_dir] if models_dir else []
+    process = subprocess.Popen([*command, *extra, "--log-level", "warning"], cwd=REPO)
     deadline = time.monotonic() + 180
     while time.monotonic() < deadline:
         if process.poll() is not None:

@@ -39,6 +39,7 @@ def benchmarks(model: str, dataset: str) -> dict[str, list[str]]:
         "train": ["--dataset", dataset],
         "reliability_data": [],
         "reliability_server": ["--model", model],
+        "stream_server": [],  # a model trained for streaming at runs/streaming/model, else a random one of its recipe
         "align": ["--model", model],
         "segment": ["--model", model],
         "clean": ["--model", model],
@@ -46,9 +47,14 @@ def benchmarks(model: str, dataset: str) -> dict[str, list[str]]:
 
 
 def long_benchmarks(model: str) -> dict[str, list[str]]:
-    """Run by ``--full`` or by name: the 18-minute CC0 training comparison and the adaptation curve on the
-    real syllables of ../shared (about 45 minutes; ``make bench-real``)."""
-    return {"recipe_cc0": ["--minutes", "18", "--epochs", "5"], "adaptation": ["--model", model]}
+    """Run by ``--full`` or by name: the 18-minute CC0 training comparison, the adaptation curve on the
+    real syllables of ../shared (about 45 minutes; ``make bench-real``) and the streaming model's chunked CER,
+    RTF and latency (``make bench-streaming``, which trains ``runs/streaming`` first)."""
+    return {
+        "recipe_cc0": ["--minutes", "18", "--epochs", "5"],
+        "adaptation": ["--model", model],
+        "streaming": ["--model", str(REPO / "runs" / "streaming" / "model")],
+    }
 
 
 def _cpu_name() -> str:

@@ -13,9 +13,18 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
+from torchaudio.functional import merge_tokens
 
 from ai2text_hf import AI2TextConfig, AI2TextFeatureExtractor, AI2TextForCTC, AI2TextProcessor, AI2TextTokenizer
-from ai2text_hf.corpus.align import Aligner, AlignItem, monotone_matches, render
+from ai2text_hf.corpus.align import (
+    Aligner,
+    AlignItem,
+    Alignment,
+    WordTiming,
+    _token_spans,
+    monotone_matches,
+    render,
+)
 from ai2text_hf.corpus.formats import Timed, cues, to_srt, to_textgrid, to_vtt
 from ai2text_hf.corpus.options import AlignOptions
 from ai2text_hf.corpus.text import prepare_text
@@ -127,6 +136,24 @@ def test_a_twenty_minute_input_is_aligned_in_bounded_pieces(aligner: Aligner):
     result = aligner.align_emission(emission, " ".join(w for w, _ in words))
     starts = [round(w.start / aligner.frame_seconds) for w in result.words]
     assert starts == [start for _, start in words]
+
+
+def test_word_edges_snap_to_where_the_sound_starts_and_stops_but_not_into_the_next_word(aligner: Aligner):
+    rng = np.random.default_rng(0)
+    wave = 1e-3 * rng.standard_normal(4 * SR)
+    for start, end in ((0.5, 1.2), (1.25, 2.0)):  # two words' sound, 50 ms apart
+        wave[round(start * SR) : round(end * SR)] = 0.3 * rng.standard_normal(round((end - start) * SR))
+    words = [WordTiming("anh", "anh", 0.7, 1.0, 0.9), WordTiming("trai", "trai", 1.4, 1.8, 0.9)]
+    snapped = Aligner(aligner.transcriber).snap(Alignment("x", 4.0, "anh trai", words=words), wave.astype(np.float32))
+    assert [(w.start, w.end) for w in snapped.words] == [(0.5, 1.2), (1.25, 2.0)]
+
+
+def test_character_spans_and_scores_are_those_of_torchaudio_merge_tokens():
+    path = torch.tensor([0, 5, 5, 0, 0, 7, 0, 7, 7, 9, 0])
+    probs = torch.linspace(0.1, 0.9, len(path))
+    expected = [(s.token, s.start, s.end, s.score) for s in merge_tokens(path, probs, blank=0)]
+    assert [t[:3] for t in _token_spans(path, probs, blank=0)] == [t[:3] for t in expected]
+    assert np.allclose([t[3] for t in _token_spans(path, probs, blank=0)], [t[3] for t in expected])
 
 
 def test_a_repeated_passage_is_matched_with_its_own_repetition():

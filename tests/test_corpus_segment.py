@@ -29,9 +29,11 @@ def sentence(first: str, start: float, count: int) -> list[tuple[str, float, flo
 
 def test_cuts_fall_in_pauses_and_keep_each_utterance_whole():
     words = sentence("a", 0.5, 6) + sentence("b", 3.0, 8) + sentence("c", 6.0, 5)
-    kept, excluded = plan_cuts(aligned(words, 8.0), SegmentOptions())
+    options = SegmentOptions()
+    kept, excluded = plan_cuts(aligned(words, 8.0), options)
     assert [c.text.split()[0] for c in kept] == ["a0", "b0", "c0"] and excluded == []
-    assert kept[0].start == pytest.approx(0.4) and kept[0].end == pytest.approx(2.35)
+    pad = options.padding_seconds  # the first words are 0.5-2.25 s, far from any neighbour
+    assert kept[0].start == pytest.approx(0.5 - pad) and kept[0].end == pytest.approx(2.25 + pad)
     assert all(a.end <= b.start for a, b in zip(kept, kept[1:]))
 
 

@@ -62,6 +62,7 @@ DOCS = [
     DOC_DIR / "distributed.md",
     DOC_DIR / "pretrained-models.md",
     DOC_DIR / "corpus-tools.md",
+    DOC_DIR / "streaming.md",
     TROUBLESHOOTING,
     MIGRATION,
     DOC_DIR / "results.md",

@@ -356,7 +356,11 @@ def test_dry_run_folder_holds_exactly_what_push_uploads(
     assert main(["push", "--model", str(model), "--repo-id", REPO_ID, "--to-folder", str(dry_run)]) == 0
     assert hub.commits == [] and "nothing uploaded" in capsys.readouterr().out
     files = _tree(dry_run)
-    assert {"language_model/lm.arpa", "language_model/lm.json", "pipeline_ai2text.py", "README.md"} <= files
+    assert {"language_model/lm.json", "pipeline_ai2text.py", "README.md"} <= files
+    # With its KenLM binary (make test compiles build_binary), the binary travels and the ARPA text stays home.
+    binary = (model / "language_model" / "lm.bin").is_file()
+    lm_files = {"language_model/lm.bin", "language_model/words.txt"} if binary else {"language_model/lm.arpa"}
+    assert lm_files <= files and (not binary or "language_model/lm.arpa" not in files)
     assert {"language_model_ai2text.py", "model.safetensors", "config.json", "vocab.json"} <= files
     assert not {"training_args.bin", "evaluations.json"} & files
     config = json.loads((dry_run / "config.json").read_text(encoding="utf-8"))
@@ -415,8 +419,9 @@ def _without_vocab(model: Path) -> None:
     (model / "vocab.json").unlink()
 
 
-def _without_arpa(model: Path) -> None:
-    (model / "language_model" / "lm.arpa").unlink()
+def _without_lm_file(model: Path) -> None:
+    for name in ("lm.arpa", "lm.bin"):  # neither the ARPA nor its KenLM binary
+        (model / "language_model" / name).unlink(missing_ok=True)
 
 
 def _without_pipeline_code(model: Path) -> None:
@@ -433,7 +438,7 @@ def _lm_without_registered_pipeline(model: Path) -> None:
     ("damage", "named"),
     [
         (_without_vocab, "vocab.json"),
-        (_without_arpa, "lm.arpa"),
+        (_without_lm_file, "neither lm.arpa nor lm.bin"),
         (_without_pipeline_code, "pipeline_ai2text.py"),
         (_lm_without_registered_pipeline, "registers no pipeline"),
     ],

@@ -13,6 +13,7 @@ from flashlight.lib.text.dictionary import Dictionary
 from ai2text_hf.cli import main
 from ai2text_hf.configuration_ai2text import AI2TextConfig
 from ai2text_hf.data.synth import default_sentences_path
+from ai2text_hf.decoding.kenlm_binary import find_build_binary
 from ai2text_hf.decoding.lm import (
     BOS,
     EOS,
@@ -23,7 +24,12 @@ from ai2text_hf.decoding.lm import (
     read_text_lines,
     syllable_sentences,
 )
-from ai2text_hf.language_model_ai2text import arpa_vocabulary, vocabulary_fingerprint
+from ai2text_hf.language_model_ai2text import (
+    arpa_vocabulary,
+    language_model_file,
+    lm_vocabulary,
+    vocabulary_fingerprint,
+)
 from ai2text_hf.tokenization_ai2text import AI2TextTokenizer
 
 
@@ -168,3 +174,53 @@ def test_lm_build_for_a_model_stores_it_in_the_model_folder_with_its_vocabulary(
     assert not (stored / "decoding.json").exists()  # the weights were tuned for the LM replaced
     wrong = ["lm", "build", "--model", str(model_folder), "--text", str(text), "--overwrite"]
     assert main([*wrong, "--tone-placement", "classic"]) == 2
+
+
+# --- KenLM binary ---------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def build_binary_tool() -> Path:
+    """KenLM's build_binary (`make test` compiles it with `ai2text lm install-kenlm`)."""
+    tool = find_build_binary()
+    if tool is None:
+        pytest.skip("KenLM's build_binary is not compiled: ai2text lm install-kenlm (make test does it)")
+    return tool
+
+
+def test_kenlm_binary_scores_exactly_as_the_arpa_file(sentences, build_binary_tool, tmp_path) -> None:
+    build_lm([default_sentences_path()], tmp_path / "lm", order=3, binary="yes")
+    assert language_model_file(tmp_path / "lm") == tmp_path / "lm" / "lm.bin"  # what the decoder loads
+    assert lm_vocabulary(tmp_path / "lm" / "lm.bin") == arpa_vocabulary(tmp_path / "lm" / "lm.arpa")
+    scorers = {}
+    for name in ("lm.arpa", "lm.bin"):
+        words = Dictionary(lm_vocabulary(tmp_path / "lm" / name))
+        words.set_default_index(words.get_index(UNK))
+        scorers[name] = (KenLM(str(tmp_path / "lm" / name), words), words)
+    for sentence in random.Random(1).sample(sentences, 20):
+        states = {name: kenlm.start(False) for name, (kenlm, _) in scorers.items()}
+        for word in [*sentence, "từ-lạ"]:
+            scores = {}
+            for name, (kenlm, words) in scorers.items():
+                states[name], scores[name] = kenlm.score(states[name], words.get_index(word))
+            assert scores["lm.bin"] == pytest.approx(scores["lm.arpa"], abs=1e-6)
+
+
+def test_rebuilding_without_the_binary_removes_the_stale_one(build_binary_tool, tmp_path) -> None:
+    text = tmp_path / "text.txt"
+    text.write_text("hôm nay trời đẹp\nhôm qua trời mưa\n", encoding="utf-8")
+    assert build_lm([text], tmp_path / "lm", order=2, binary="yes")["kenlm_binary"]
+    info = build_lm([text], tmp_path / "lm", order=3, binary="no")
+    assert not info["kenlm_binary"] and not (tmp_path / "lm" / "lm.bin").exists()
+    assert language_model_file(tmp_path / "lm") == tmp_path / "lm" / "lm.arpa"  # never the older model's binary
+
+
+def test_binary_required_without_build_binary_names_the_fix(monkeypatch, tmp_path) -> None:
+    monkeypatch.delenv("AI2TEXT_BUILD_BINARY", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.setenv("PATH", str(tmp_path))
+    text = tmp_path / "text.txt"
+    text.write_text("hôm nay trời đẹp\n", encoding="utf-8")
+    with pytest.raises(FileNotFoundError, match="ai2text lm install-kenlm"):
+        build_lm([text], tmp_path / "lm", order=2, binary="yes")
+    assert not build_lm([text], tmp_path / "lm", order=2)["kenlm_binary"]  # auto: ARPA only, no error

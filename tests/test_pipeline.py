@@ -23,8 +23,10 @@ from conftest import REPO, TrainedModel, require_real_vi
 from transformers import pipeline
 
 import ai2text_hf  # noqa: F401  (registers the model with the Auto classes)
+from ai2text_hf.feature_extraction_ai2text import pause_segments
 from ai2text_hf.inference import Transcriber
 from ai2text_hf.metrics import error_rates
+from ai2text_hf.pipeline_ai2text import AI2TextCTCPipeline
 from ai2text_hf.tokenization_ai2text import AI2TextTokenizer
 
 SR = 16000
@@ -163,6 +165,31 @@ def test_chunked_long_audio_is_as_good_as_unchunked(asr, trained_model, record_p
     assert abs(words_chunked - words_unchunked) <= 0.05 * words_unchunked, (words_unchunked, words_chunked)
     # Batching the chunks (the last one is padded) changes nothing.
     assert asr(audio.copy(), chunk_length_s=10, batch_size=4)["text"] == chunked
+
+
+def test_folder_pipeline_reads_each_part_between_pauses_alone(asr, trained_model) -> None:
+    """The folder's own pipeline cuts a chunked recording in its pauses (on whole logit frames) and reads each
+    part alone, as the model read single utterances; the stock class's fixed windows straddle them."""
+    audio, reference = _long_recording(trained_model, seconds=40.0)
+    ours = pipeline(
+        "automatic-speech-recognition",
+        model=str(trained_model.model_dir),
+        pipeline_class=AI2TextCTCPipeline,
+        use_lm=False,
+    )
+    parts = pause_segments(audio, SR)
+    items = list(ours.preprocess(audio.copy(), chunk_length_s=20))
+    assert len(parts) > 3 and len(items) == len(parts)  # every part is shorter than 20 s: one item each
+    assert [item["is_last"] for item in items] == [False] * (len(items) - 1) + [True]
+    assert all(item["stride"][1:] == (0, 0) for item in items) and sum(i["stride"][0] for i in items) == len(audio)
+    assert all(item["stride"][0] % ours._align_to == 0 for item in items[:-1])  # parts join on frame edges
+    out = ours(audio.copy(), chunk_length_s=20, return_timestamps="word")
+    edges = [start // ours._align_to * ours._align_to for start, _ in parts] + [len(audio)]
+    alone = " ".join(ours(audio[a:b].copy())["text"] for a, b in zip(edges, edges[1:]))
+    assert _cer(alone, out["text"]) <= 0.01, (alone, out["text"])
+    assert _cer(reference, out["text"]) <= _cer(reference, asr(audio.copy(), chunk_length_s=20)["text"]) + 0.02
+    times = [chunk["timestamp"] for chunk in out["chunks"]]
+    assert times == sorted(times) and times[-1][1] <= len(audio) / SR + 0.05
 
 
 def test_real_speech_gives_a_string(asr) -> None:

@@ -14,6 +14,7 @@ import pytest
 import soundfile as sf
 from conftest import TrainedModel
 
+from ai2text_hf.corpus.formats import word_subtitles
 from ai2text_hf.decoding import DecodingOptions
 from ai2text_hf.inference import Transcriber
 from ai2text_hf.serving import AccessSettings, AudioLimits, BackgroundServer, BatchSettings, ServeSettings, create_app
@@ -108,6 +109,40 @@ def test_timestamps_none_leaves_words_out(client: httpx.Client, wavs: list[Path]
     response = _post(client, wavs[1], timestamps="none")
     assert response.status_code == 200, response.text
     assert response.json()["words"] == [] and response.json()["text"]
+
+
+@pytest.mark.parametrize("where", ["form", "query"])
+@pytest.mark.parametrize("fmt, media_type", [("srt", "application/x-subrip"), ("vtt", "text/vtt")])
+def test_format_srt_or_vtt_answers_subtitles_of_the_word_timings_as_a_download(
+    client: httpx.Client, wavs: list[Path], fmt: str, media_type: str, where: str
+) -> None:
+    words = _post(client, wavs[0]).json()["words"]
+    if where == "form":
+        response = _post(client, wavs[0], format=fmt, timestamps="none")  # subtitles have timings regardless
+    else:
+        files = {"audio": (wavs[0].name, wavs[0].read_bytes(), "audio/wav")}
+        response = client.post(f"/transcribe?format={fmt}", files=files)
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"] == f"{media_type}; charset=utf-8"
+    assert response.headers["content-disposition"] == f'attachment; filename="{wavs[0].stem}.{fmt}"'
+    assert response.text == word_subtitles(words, fmt)  # the writer of `ai2text transcribe --format`
+    first_cue = "1\n00:00:" if fmt == "srt" else "WEBVTT\n\n00:00:"
+    assert response.text.startswith(first_cue) and words[0]["word"] in response.text
+
+
+@pytest.mark.parametrize(
+    "query, form, field",
+    [
+        ("?format=srt", {"format": "vtt"}, "format: the query says 'srt' and the form 'vtt'"),
+        ("", {"format": "txt"}, "format"),
+    ],
+    ids=["conflicting", "unknown"],
+)
+def test_a_conflicting_or_unknown_format_is_422(
+    client: httpx.Client, wavs: list[Path], query: str, form: dict, field: str
+) -> None:
+    files = {"audio": (wavs[0].name, wavs[0].read_bytes(), "audio/wav")}
+    assert field in _detail(client.post(f"/transcribe{query}", files=files, data=form), 422)
 
 
 def test_health_and_models_list_the_models_folder(client: httpx.Client) -> None:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import shutil
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 
 import httpx
 import pytest
@@ -17,24 +19,38 @@ pytestmark = pytest.mark.slow
 CHROMIUM = "/usr/bin/chromium"
 
 
-@pytest.fixture(scope="module")
-def browser() -> Iterator[object]:
+@contextmanager
+def headless_chromium(*flags: str) -> Iterator[object]:
+    """A selenium driver of headless Chromium with a fake microphone: a beep, or the WAV file of
+    ``--use-file-for-fake-audio-capture=PATH`` in ``flags``; a clean skip without Chromium."""
     webdriver = pytest.importorskip("selenium.webdriver")
     driver_path = shutil.which("chromedriver")
     if driver_path is None or shutil.which(CHROMIUM) is None:
         pytest.skip("needs Debian's chromium and chromium-driver (make test-slow installs them)")
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
-    # The fake media flags give getUserMedia a synthetic microphone (a beep) without a permission prompt.
-    flags = ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
-             "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream")
-    for flag in flags:
+    # The fake media flags give getUserMedia a synthetic microphone without a permission prompt.
+    for flag in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-dev-shm-usage",
+        "--disable-gpu",
+        "--use-fake-device-for-media-stream",
+        "--use-fake-ui-for-media-stream",
+        *flags,
+    ):
         options.add_argument(flag)
     driver = webdriver.Chrome(options=options, service=webdriver.ChromeService(executable_path=driver_path))
     try:
         yield driver
     finally:
         driver.quit()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[object]:
+    with headless_chromium() as driver:
+        yield driver
 
 
 @pytest.fixture(scope="module")
@@ -67,6 +83,30 @@ def test_page_uploads_a_file_and_shows_transcript_with_word_timings(
     first = rows[0].find_elements(By.TAG_NAME, "td")
     assert float(first[1].text) == pytest.approx(expected["words"][0]["start"], abs=0.01)
     assert float(first[2].text) == pytest.approx(expected["words"][0]["end"], abs=0.01)
+
+
+@pytest.mark.parametrize("fmt", ["srt", "vtt"])
+def test_page_downloads_the_transcript_as_subtitles(
+    browser, server_url: str, trained_model: TrainedModel, tmp_path: Path, fmt: str
+) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    wav = trained_model.corpus_dir / trained_model.rows("test")[1]["file_path"]
+    files = {"audio": (wav.name, wav.read_bytes(), "audio/wav")}
+    expected = httpx.post(f"{server_url}/transcribe", files=files, data={"format": fmt}, timeout=60).text
+    browser.execute_cdp_cmd("Browser.setDownloadBehavior", {"behavior": "allow", "downloadPath": str(tmp_path)})
+    browser.get(server_url + "/")
+    WebDriverWait(browser, 30).until(lambda b: b.find_element(By.ID, "model").get_attribute("value") == "run")
+    assert not browser.find_element(By.ID, "downloads").is_displayed()
+    browser.find_element(By.ID, "audio-file").send_keys(str(wav))
+    browser.find_element(By.ID, "transcribe").click()
+    WebDriverWait(browser, 60).until(lambda b: b.find_element(By.ID, "downloads").is_displayed())
+    browser.find_element(By.ID, f"download-{fmt}").click()
+    target = tmp_path / f"{wav.stem}.{fmt}"
+    WebDriverWait(browser, 60).until(lambda _: target.is_file() and target.stat().st_size > 0)
+    assert target.read_text(encoding="utf-8") == expected
+    assert browser.find_element(By.ID, "error").text == ""
 
 
 def test_page_shows_the_servers_message_for_a_non_audio_file(

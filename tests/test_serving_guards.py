@@ -31,6 +31,7 @@ from ai2text_hf.serving import (
     BackgroundServer,
     BatchSettings,
     ServeSettings,
+    StreamLimits,
     create_app,
 )
 from ai2text_hf.serving.guards import API_KEY_ENV, MAX_JSON_BODY_BYTES
@@ -272,6 +273,14 @@ def test_serve_cli_defaults_are_the_settings_defaults(monkeypatch: pytest.Monkey
     assert settings == ServeSettings(access=AccessSettings(allowed_hosts=("127.0.0.1",)))
 
 
+def test_serve_cli_sets_the_stream_limits(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(API_KEY_ENV, raising=False)
+    argv = ["serve", "--model", "m", "--max-streams", "3", "--stream-idle-seconds", "2.5", "--max-frame-ms", "200"]
+    streams = serve_settings(build_parser().parse_args(argv)).streams
+    assert streams == StreamLimits(max_streams=3, stream_idle_seconds=2.5, max_frame_ms=200.0)
+    assert streams.max_frame_bytes == 6400
+
+
 def test_serve_cli_reads_the_api_key_from_a_file_or_the_environment(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
@@ -317,8 +326,8 @@ def test_hotwords_refuse_weights_outside_the_range(weight: float) -> None:
 def test_an_unknown_query_parameter_is_422_naming_it(client: httpx.Client) -> None:
     response = client.post("/transcribe?beam_width=-1", files={"audio": ("a.wav", _audio(1.0), "audio/wav")})
     detail = _detail(response, 422)
-    assert "Unknown query parameter(s) beam_width: POST /transcribe takes none" in detail
-    assert "multipart form fields (audio, model, beam_width, use_lm, timestamps, hotwords)" in detail
+    assert "Unknown query parameter(s) beam_width: POST /transcribe takes format" in detail
+    assert "multipart form fields (audio, model, beam_width, use_lm, timestamps, hotwords, format)" in detail
     detail = _detail(client.get("/health?verbose=1"), 422)
     assert "Unknown query parameter(s) verbose: GET /health takes none." in detail
 

@@ -207,17 +207,16 @@ def add_subtitle_arguments(p: argparse.ArgumentParser) -> None:
 
 def write_subtitles(results: list[dict], fmt: str, output_dir: str | None) -> None:
     """Subtitles of ``Transcriber.transcribe_batch`` results."""
-    from ..corpus.formats import Timed, to_srt, to_vtt
+    from ..corpus.formats import word_subtitles
 
     if output_dir is None and len(results) > 1:
         raise ValueError(f"Subtitles of {len(results)} files need --output-dir FOLDER.")
-    render = to_srt if fmt == "srt" else to_vtt
     targets = [Path(output_dir) / f"{Path(r['file']).stem}.{fmt}" for r in results] if output_dir else []
     taken = [str(t) for t in targets if t.exists()]
     if taken or len(set(targets)) < len(targets):
         raise FileExistsError(f"Subtitle files already exist or two inputs share a name: {taken or targets}")
     for index, result in enumerate(results):
-        text = render([Timed(w["word"], w["start"], w["end"]) for w in result["words"]])
+        text = word_subtitles(result["words"], fmt)
         if not targets:
             sys.stdout.write(text)
             continue

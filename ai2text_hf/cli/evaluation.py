@@ -95,7 +95,22 @@ def _add_lm(sub: argparse._SubParsersAction) -> None:
         choices=["classic", "modern"],
         help="Tone placement of the model the LM is for (default: the model's, else classic).",
     )
+    b.add_argument(
+        "--binary",
+        choices=["auto", "yes", "no"],
+        default="auto",
+        help="Also write the KenLM binary lm.bin (loads in milliseconds; what the decoder and push then use): auto "
+        "when build_binary is found (ai2text lm install-kenlm compiles it), yes to require it, no for ARPA only.",
+    )
     b.set_defaults(handler=_run_lm_build)
+    k = actions.add_parser(
+        "install-kenlm",
+        help="Compile KenLM's build_binary (for binary LMs) from its PyPI source.",
+        description="Fetch the kenlm source with pip and compile its build_binary tool with the system's C++ "
+        "compiler (about a minute on 2 cores); `lm build` then also writes lm.bin.",
+    )
+    k.add_argument("--output", help="Where to put the tool (default: ~/.cache/ai2text-hf/kenlm/build_binary).")
+    k.set_defaults(handler=_run_lm_install_kenlm)
     t = actions.add_parser(
         "tune",
         help="Find the LM weight and word score for a model on a held-out split.",
@@ -167,7 +182,7 @@ def _run_lm_build(args: argparse.Namespace) -> None:
             f"--tone-placement {tone_placement}, but {model} spells with {built_for['tone_placement']} tone "
             "placement: leave --tone-placement out to use the model's."
         )
-    info = build_lm(args.text, output, args.order, tone_placement, args.exclude, args.splits, built_for)
+    info = build_lm(args.text, output, args.order, tone_placement, args.exclude, args.splits, built_for, args.binary)
     if model:
         (output / TUNED_NAME).unlink(missing_ok=True)  # weights tuned for the LM just replaced
         register_lm_pipeline(model)
@@ -175,9 +190,18 @@ def _run_lm_build(args: argparse.Namespace) -> None:
         f"{info['order']}-gram syllable LM from {info['sentences']} sentences ({info['tokens']} syllables, "
         f"{info['excluded_sentences']} excluded); n-grams per order: {info['ngrams']}"
     )
-    print(f"Language model written: {output / ARPA_NAME}")
+    print(
+        f"Language model written: {output / ARPA_NAME}"
+        + (" (and its KenLM binary lm.bin)" if info["kenlm_binary"] else "")
+    )
     if model:
         print(f"Stored in the model folder: decoding with {model} uses it by default (tune it: ai2text lm tune).")
+
+
+def _run_lm_install_kenlm(args: argparse.Namespace) -> None:
+    from ..decoding.kenlm_binary import install_build_binary
+
+    print(f"KenLM's build_binary: {install_build_binary(args.output)}")
 
 
 def _run_lm_tune(args: argparse.Namespace) -> None:

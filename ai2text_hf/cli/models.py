@@ -8,7 +8,8 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..serving.limits import AudioLimits
+from ..serving.limits import AudioLimits, StreamLimits
+from ..streaming.options import StreamingOptions
 from .compat import add_export_compat
 from .corpus import add_subtitle_arguments, write_subtitles
 from .decoding import add_decoding_options, decoding_options
@@ -41,6 +42,19 @@ def _add_transcribe(sub: argparse._SubParsersAction) -> None:
     )
     add_subtitle_arguments(p)
     add_decoding_options(p)
+    stream = p.add_argument_group(
+        "streaming (--stream: a model trained with recipes/streaming-cpu.yaml; docs/streaming.md)",
+    )
+    stream.add_argument(
+        "--stream",
+        action="store_true",
+        help="Feed each file through a streaming session: partials on the terminal (standard error), each final "
+        "utterance on standard output ('file<TAB>start-end<TAB>text', or a JSON event with --json). Greedy decoding.",
+    )
+    stream.add_argument(
+        "--realtime", action="store_true", help="With --stream: feed audio at real time, as a microphone would."
+    )
+    add_dataclass_arguments(stream, StreamingOptions)
     p.set_defaults(handler=_run_transcribe)
 
 
@@ -122,7 +136,9 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
         description="Run the HTTP API (FastAPI + uvicorn; needs the serve extra: pip install 'ai2text-hf[serve]'). "
         "POST /transcribe takes a multipart 'audio' file and the form fields model, beam_width, use_lm (false: "
         "without the model folder's language model, which is used by default), timestamps (none|word) and "
-        "hotwords (a query parameter or unknown field is refused); GET /health (503 while the "
+        "hotwords, and format (json, or srt|vtt subtitles; also as ?format=); any other query parameter or unknown "
+        "field is refused. WebSocket /stream: live transcription (16 kHz 16-bit PCM frames in, JSON partial and final "
+        "text out; the protocol is in the API docs). GET /health (503 while the "
         "default model is not loaded), GET /models; API docs at /docs and a page at / to upload or record audio. "
         "Concurrent requests to a model are micro-batched into shared model runs. Every upload's channels, rate and "
         "length are checked from its header before it is decoded; other request bodies are limited to 64 KiB. "
@@ -144,6 +160,8 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--host", default="127.0.0.1", help="Address to listen on (default 127.0.0.1: this machine only).")
     p.add_argument("--port", type=int, default=8000, help="Port to listen on (default 8000; 0 picks a free one).")
     add_dataclass_arguments(p, AudioLimits)
+    add_dataclass_arguments(p, StreamLimits)
+    add_dataclass_arguments(p.add_argument_group("live streams: chunks and endpointing"), StreamingOptions)
     p.add_argument(
         "--decode-workers", type=int, default=2, help="Uploads decoded at once; the others wait (default 2)."
     )
@@ -206,6 +224,16 @@ def _run_transcribe(args: argparse.Namespace) -> None:
     missing = [f for f in args.files if not Path(f).is_file()]
     if missing:
         raise FileNotFoundError(f"No such audio file: {', '.join(missing)}")
+    if args.stream:
+        _run_stream(args)
+        return
+    given = [
+        f"--{n.replace('_', '-')}"
+        for n in StreamingOptions.__dataclass_fields__
+        if getattr(args, n) not in (None, False)
+    ]
+    if args.realtime or given:
+        raise ValueError(f"{', '.join(given) or '--realtime'} only apply with --stream.")
     results = Transcriber(args.model, decoding=decoding_options(args)).transcribe_batch(args.files)
     if args.format:
         write_subtitles(results, args.format, args.output_dir)
@@ -215,6 +243,54 @@ def _run_transcribe(args: argparse.Namespace) -> None:
             print(json.dumps(result, ensure_ascii=False))
         else:
             print(f"{result['file']}\t{result['text']}")
+
+
+def _run_stream(args: argparse.Namespace) -> None:
+    """``transcribe --stream``: each file through a streaming session, block by block."""
+    import time
+
+    from ..data.audio import load_audio
+    from ..streaming import StreamingRecognizer
+
+    if args.format:
+        raise ValueError("--format writes subtitles of whole-file transcripts: leave out --stream for them.")
+    recognizer = StreamingRecognizer(args.model, dataclass_from_args(StreamingOptions, args))
+    terminal = sys.stderr.isatty()
+    block = recognizer.sample_rate // 10  # 100 ms blocks, as a microphone delivers them
+    for path in args.files:
+        audio = load_audio(path, recognizer.sample_rate)[0]
+        session, started, computing = recognizer.session(), time.perf_counter(), 0.0
+        for offset in range(0, len(audio) + 1, block):
+            if args.realtime:
+                time.sleep(max(0.0, started + offset / recognizer.sample_rate - time.perf_counter()))
+            tick = time.perf_counter()
+            end = offset + block >= len(audio)
+            events = session.accept_audio(audio[offset : offset + block])
+            events += session.finish() if end else []
+            computing += time.perf_counter() - tick
+            for event in events:
+                _show_event(path, event, args.json, terminal)
+            if end:
+                break
+        if terminal:
+            sys.stderr.write("\r\033[K")
+        seconds = len(audio) / recognizer.sample_rate
+        print(f"{path}: {seconds:.1f} s streamed, compute RTF {computing / max(seconds, 1e-9):.3f}", file=sys.stderr)
+
+
+def _show_event(path: str, event, as_json: bool, terminal: bool) -> None:
+    """A final on standard output; a partial on the terminal's status line (or a line of standard error)."""
+    if event.type == "partial":
+        line = f"... {event.text}"
+        sys.stderr.write(f"\r\033[K{line[-200:]}" if terminal else f"{line}\n")
+        sys.stderr.flush()
+        return
+    if terminal:
+        sys.stderr.write("\r\033[K")
+    if as_json:
+        print(json.dumps({"file": path, **event.to_dict()}, ensure_ascii=False), flush=True)
+    else:
+        print(f"{path}\t{event.start:.2f}-{event.end:.2f}\t{event.text}", flush=True)
 
 
 def _run_export(args: argparse.Namespace) -> None:
@@ -268,6 +344,8 @@ def serve_settings(args: argparse.Namespace) -> ServeSettings:
     return ServeSettings(
         models_dir=Path(args.models_dir),
         audio=dataclass_from_args(AudioLimits, args),
+        streams=dataclass_from_args(StreamLimits, args),
+        streaming=dataclass_from_args(StreamingOptions, args),
         access=AccessSettings(
             api_key=api_key,
             model_management=args.allow_model_management,
@@ -286,6 +364,7 @@ def _run_serve(args: argparse.Namespace) -> None:
         import uvicorn
 
         from ..serving import create_app
+        from ..serving.server import uvicorn_options
     except ModuleNotFoundError as error:
         message = f"error: ai2text serve needs the serve extra ({error}): pip install 'ai2text-hf[serve]'"
         raise SystemExit(message) from error
@@ -296,4 +375,5 @@ def _run_serve(args: argparse.Namespace) -> None:
             "unload models (set --api-key-file or $AI2TEXT_API_KEY).",
             file=sys.stderr,
         )
-    uvicorn.run(create_app(args.model, settings), host=args.host, port=args.port, log_level=args.log_level)
+    app = create_app(args.model, settings)
+    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level, **uvicorn_options(app))

@@ -74,6 +74,15 @@ def to_vtt(words: Sequence[Timed], options: CueOptions | None = None) -> str:
     return "\n".join(["WEBVTT\n", *blocks])
 
 
+#: Subtitle formats of word timings, by file extension.
+SUBTITLE_FORMATS = {"srt": to_srt, "vtt": to_vtt}
+
+
+def word_subtitles(words: Sequence[dict], fmt: str) -> str:
+    """SRT or WebVTT of word timings as the Transcriber and the server give them (``{"word", "start", "end"}``)."""
+    return SUBTITLE_FORMATS[fmt]([Timed(w["word"], w["start"], w["end"]) for w in words])
+
+
 def to_textgrid(tiers: dict[str, Sequence[Timed]], duration: float) -> str:
     """A Praat TextGrid (long text format) with one interval tier per entry of ``tiers``."""
     lines = [

@@ -16,11 +16,14 @@ FEATURE_KEYS = (
     "normalize",
     "pitch",
     "pitch_norm_window",
+    "causal_norm_window",
 )
 # Keys that settings saved before they existed lack, with the value those settings meant.
-_ADDED_KEYS = {"pitch": False, "pitch_norm_window": None}
+_ADDED_KEYS = {"pitch": False, "pitch_norm_window": None, "causal_norm_window": None}
 # Keys that only shape the pitch columns: they cannot disagree when neither side has pitch.
 _PITCH_KEYS = ("pitch_norm_window",)
+# Keys that only shape causal normalisation: they cannot disagree when neither side normalises causally.
+_CAUSAL_KEYS = ("causal_norm_window",)
 
 
 def feature_mismatches(dataset_settings: dict[str, Any], model_settings: dict[str, Any]) -> list[str]:
@@ -29,8 +32,9 @@ def feature_mismatches(dataset_settings: dict[str, Any], model_settings: dict[st
     dataset_settings = {**_ADDED_KEYS, **dataset_settings}
     model_settings = {**_ADDED_KEYS, **model_settings}
     with_pitch = dataset_settings["pitch"] or model_settings["pitch"]
+    causal = "causal" in (dataset_settings.get("normalize"), model_settings.get("normalize"))
     for key in FEATURE_KEYS:
-        if key in _PITCH_KEYS and not with_pitch:
+        if (key in _PITCH_KEYS and not with_pitch) or (key in _CAUSAL_KEYS and not causal):
             continue
         if key in dataset_settings and key in model_settings and dataset_settings[key] != model_settings[key]:
             problems.append(f"{key}: dataset {dataset_settings[key]!r} vs model {model_settings[key]!r}")

@@ -25,19 +25,20 @@ from ..language_model_ai2text import (
     LexiconFreeBeamSearch,
     WordScorer,
     check_vocabulary,
+    language_model_file,
     tuned_weights,
 )
 from ..tokenization_ai2text import AI2TextTokenizer
 from .core import CTCDecoder
 from .greedy import GreedyDecoder
 from .hotwords import DEFAULT_HOTWORD_WEIGHT, Hotwords
-from .lm import ARPA_NAME, resolve_arpa
+from .lm import resolve_lm_file
 
 
 def model_language_model(model_dir: str | Path) -> Path | None:
     """``<model_dir>/language_model`` when it holds an LM, else None."""
     folder = Path(model_dir) / LM_FOLDER
-    return folder if (folder / ARPA_NAME).is_file() else None
+    return folder if language_model_file(folder) is not None else None
 
 
 @dataclass
@@ -130,11 +131,11 @@ class BeamSearchDecoder(CTCDecoder):
             hotwords = Hotwords.from_file(options.hotwords, options.hotword_weight, delimiter, tokenizer.tone_placement)
         scorer = None
         if options.lm or hotwords is not None:
-            arpa = resolve_arpa(options.lm) if options.lm else None
+            lm_file = resolve_lm_file(options.lm) if options.lm else None
             if options.lm and Path(options.lm).is_dir():
                 check_vocabulary(options.lm, tokenizer)
             tokens = tokenizer.convert_ids_to_tokens(list(range(len(tokenizer))))
-            scorer = WordScorer(tokens, delimiter, arpa, options.lm_weight, options.word_score, hotwords)
+            scorer = WordScorer(tokens, delimiter, lm_file, options.lm_weight, options.word_score, hotwords)
         self._search = LexiconFreeBeamSearch(
             tokenizer, scorer, options.beam_width, options.token_beam, options.beam_threshold
         )

@@ -33,11 +33,22 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..language_model_ai2text import ARPA_NAME, INFO_NAME, LM_FOLDER, TUNED_NAME, UNK, read_info, vocabulary_fingerprint
+from ..language_model_ai2text import (
+    ARPA_NAME,
+    BINARY_NAME,
+    INFO_NAME,
+    LM_FOLDER,
+    TUNED_NAME,
+    UNK,
+    language_model_file,
+    read_info,
+    vocabulary_fingerprint,
+)
 from ..normalization_vi import normalize_text
+from .kenlm_binary import refresh_binary
 
 # Model files that decode with language_model/ in a trust_remote_code pipeline, and how config.json names them.
-PIPELINE_FILES = ("pipeline_ai2text.py", "language_model_ai2text.py")
+PIPELINE_FILES = ("pipeline_ai2text.py", "language_model_ai2text.py", "feature_extraction_ai2text.py")
 CUSTOM_PIPELINES = {
     "automatic-speech-recognition": {
         "impl": "pipeline_ai2text.AI2TextCTCPipeline",
@@ -237,12 +248,14 @@ def build_lm(
     exclude_files: Sequence[str | Path] = (),
     splits: Sequence[str] | None = None,
     built_for: dict | None = None,
+    binary: str = "auto",
 ) -> dict:
     """Estimate a syllable n-gram model from ``text_files`` and write ``lm.arpa`` and ``lm.json`` (what it was
     built from, sizes, discounts) into ``output_dir``. Sentences of ``exclude_files`` (e.g. a test split's
     transcripts) are left out, so a WER measured with the LM is not flattered by it; ``splits`` keeps only those
     rows of metadata CSVs. ``built_for`` (:func:`model_fingerprint`) records the model whose vocabulary the LM is
-    for: decoding with another refuses it."""
+    for: decoding with another refuses it. ``binary`` (auto, yes, no): also write the KenLM binary
+    (:func:`~ai2text_hf.decoding.kenlm_binary.refresh_binary`)."""
     lines = [line for path in text_files for line in read_text_lines(path, splits)]
     exclude = [line for path in exclude_files for line in read_text_lines(path)]
     sentences, dropped = syllable_sentences(lines, tone_placement, exclude)
@@ -250,6 +263,7 @@ def build_lm(
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     model.write_arpa(output_dir / ARPA_NAME)
+    binary_file = refresh_binary(output_dir, output_dir / ARPA_NAME, binary)
     info = {
         "format": "arpa",
         "unit": "syllable",
@@ -265,10 +279,23 @@ def build_lm(
         "ngrams": [len(level) for level in model.probs],
         "discounts": [list(d) for d in model.discounts],
         "estimated_discounts": model.estimated_discounts,
+        "kenlm_binary": binary_file is not None,
         **({"tokenizer": built_for} if built_for else {}),
     }
     (output_dir / INFO_NAME).write_text(json.dumps(info, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     return info
+
+
+def resolve_lm_file(path: str | Path) -> Path:
+    """The file a decoder loads for ``path``: an LM folder's KenLM binary or ARPA file (:func:`language_model_file`),
+    or ``path`` itself if it is a file."""
+    path = Path(path)
+    found = language_model_file(path) if path.is_dir() else (path if path.is_file() else None)
+    if found is None:
+        raise FileNotFoundError(
+            f"No language model at {path}: expected an ARPA file or a folder with {ARPA_NAME} (or {BINARY_NAME})."
+        )
+    return found
 
 
 def resolve_arpa(path: str | Path) -> Path:
@@ -322,6 +349,7 @@ def store_in_model(lm: str | Path, model_dir: str | Path, tuned: dict | None = N
     target.mkdir(exist_ok=True)
     if arpa.resolve() != (target / ARPA_NAME).resolve():
         shutil.copyfile(arpa, target / ARPA_NAME)
+        refresh_binary(target, target / ARPA_NAME)
     info = read_info(lm) if lm.is_dir() else {"format": "arpa", "sources": [str(lm)]}
     info["tokenizer"] = (
         {"model": str(model_dir), **vocabulary_fingerprint(tokenizer)} if tokenizer else model_fingerprint(model_dir)

@@ -20,7 +20,7 @@ import torch
 
 from ..data.loading import load_scoring_split
 from ..decoding import DecodingOptions, build_decoder
-from ..decoding.lm import ARPA_NAME, model_lm_folder, resolve_arpa, store_in_model
+from ..decoding.lm import ARPA_NAME, model_lm_folder, resolve_arpa, resolve_lm_file, store_in_model
 from ..inference import Transcriber, duration_batches
 from ..language_model_ai2text import check_vocabulary
 from ..metrics import error_rates
@@ -85,7 +85,7 @@ def tune_lm_weights(
             f"{model_dir} has no language model ({own}): build one into it with `ai2text lm build --model "
             f"{model_dir} --text <text files>`, or name one with --lm."
         )
-    resolve_arpa(lm_dir)  # clear errors before the model runs
+    resolve_lm_file(lm_dir)  # clear errors before the model runs
     if write and own.exists() and lm_dir.resolve() != own.resolve() and not _same_arpa(lm_dir, own):
         raise FileExistsError(
             f"{model_dir} already has a language model ({own}); tuning {lm_dir} would replace it. Tune the model's "

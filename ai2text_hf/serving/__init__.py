@@ -1,4 +1,5 @@
-"""Serving models over HTTP: ``ai2text serve`` (needs the ``serve`` extra: fastapi, uvicorn, python-multipart).
+"""Serving models over HTTP and WebSocket: ``ai2text serve`` (needs the ``serve`` extra: fastapi, uvicorn,
+python-multipart, websockets).
 
 Names load on first use, so the command line reads :class:`AudioLimits` without importing the web framework.
 """
@@ -12,6 +13,7 @@ _EXPORTS = {
     "BatchSettings": "batching",
     "ModelRegistry": "registry",
     "ServeSettings": "app",
+    "StreamLimits": "limits",
     "create_app": "app",
 }
 

@@ -8,6 +8,7 @@ is decoded (:mod:`.uploads`). Interactive API docs are at ``/docs`` (and ``/redo
 # No ``from __future__ import annotations``: FastAPI reads the endpoint annotations at runtime, and they
 # refer to this factory's settings.
 import asyncio
+import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -15,18 +16,35 @@ from importlib import resources
 from pathlib import Path
 from typing import Annotated, Literal
 
-from fastapi import Depends, FastAPI, File, Form, HTTPException, Request, Response, UploadFile, params
+from fastapi import (
+    Depends,
+    FastAPI,
+    File,
+    Form,
+    HTTPException,
+    Query,
+    Request,
+    Response,
+    UploadFile,
+    WebSocket,
+    params,
+)
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi_offline import FastAPIOffline
 from pydantic import BaseModel, Field
+from starlette.requests import HTTPConnection
 
+from ..corpus.formats import word_subtitles
 from ..decoding.hotwords import DEFAULT_HOTWORD_WEIGHT, MAX_HOTWORD_WEIGHT
+from ..streaming import StreamingOptions
 from .batching import BatchSettings, QueueFullError, WorkerClosedError
-from .guards import AccessSettings, Admission, ApiKeyCheck, BodySizeLimit, HostCheck
+from .guards import AccessSettings, Admission, ApiKeyCheck, BodySizeLimit, HostCheck, OriginCheck
+from .limits import StreamLimits
 from .registry import ModelLoadError, ModelRegistry, UnknownModelError
+from .streams import PROTOCOL_DOC, StreamHub
 from .uploads import AudioLimits, check_content_type, decode_upload, read_upload
 
 #: Where the API docs' scripts are served (FastAPIOffline's default, named here for the API key check).
@@ -43,6 +61,8 @@ class ServeSettings:
         models_dir: ``<models_dir>/<name>/model`` folders can be loaded by name (``POST /models/load``) when
             ``access.model_management`` is on; unused otherwise.
         audio: what an uploaded recording may be (size, length, channels, rate, decoded size).
+        streams: what live streams (WebSocket ``/stream``) may cost: how many, how long, frame size, buffering.
+        streaming: how live streams are cut into encoder steps (``chunk_ms``) and utterances (endpointing).
         access: API key, model management, served host names and CORS origins.
         max_beam_width: largest beam a request may ask for (beam search time grows with it).
         max_hotwords_chars: longest hotwords text a request may send.
@@ -55,6 +75,8 @@ class ServeSettings:
 
     models_dir: Path = Path("runs")
     audio: AudioLimits = field(default_factory=AudioLimits)
+    streams: StreamLimits = field(default_factory=StreamLimits)
+    streaming: StreamingOptions = field(default_factory=StreamingOptions)
     access: AccessSettings = field(default_factory=AccessSettings)
     max_beam_width: int = 64
     max_hotwords_chars: int = 10_000
@@ -106,6 +128,14 @@ class ErrorMessage(BaseModel):
 
 
 ERRORS = {code: {"model": ErrorMessage} for code in (400, 401, 403, 404, 413, 415, 422, 503)}
+#: Media types of the subtitle answers of ``POST /transcribe`` (``format=srt|vtt``).
+SUBTITLE_TYPES = {"srt": "application/x-subrip", "vtt": "text/vtt"}
+TRANSCRIBE_ANSWERS = {
+    **ERRORS,
+    200: {"content": {f"{media_type}; charset=utf-8": {} for media_type in SUBTITLE_TYPES.values()}},
+}
+ResponseFormat = Literal["json", "srt", "vtt"]
+FORMAT_HELP = "'json' (the default): text, confidence and word timings; 'srt' or 'vtt': subtitles of the word timings."
 MANAGEMENT_OFF = (
     "Model management is off on this server: start it with --allow-model-management (and an API key, "
     "--api-key-file or $AI2TEXT_API_KEY) to load and unload models over HTTP."
@@ -117,16 +147,32 @@ def _page(settings: ServeSettings) -> str:
     return page.replace("<!-- limits -->", f"This server takes {settings.audio.describe()}.")
 
 
-async def reject_unknown_parameters(request: Request) -> None:
+def _subtitles(words: list[dict], fmt: str, filename: str) -> Response:
+    """The word timings as an SRT or WebVTT download named after the upload."""
+    stem = re.sub(r"[^\w.-]+", "_", Path(filename).stem, flags=re.ASCII).strip("._") or "transcript"
+    return Response(
+        word_subtitles(words, fmt),
+        media_type=f"{SUBTITLE_TYPES[fmt]}; charset=utf-8",
+        headers={"Content-Disposition": f'attachment; filename="{stem}.{fmt}"'},
+    )
+
+
+async def reject_unknown_parameters(connection: HTTPConnection) -> None:
     """422 naming the query parameters (and form fields) an endpoint does not take: ignoring them would
     silently drop what the client meant, e.g. ``?beam_width=4`` sent to an endpoint that reads form fields."""
+    if not isinstance(connection, Request):  # a WebSocket: /stream answers in its own protocol
+        return
+    request = connection
     dependant = request.scope["route"].dependant
     form_fields = [p.alias for p in dependant.body_params if isinstance(p.field_info, params.Form)]
     where = f"{request.method} {request.url.path}"
-    unknown = sorted(set(request.query_params) - {p.alias for p in dependant.query_params})
+    taken = [p.alias for p in dependant.query_params]
+    unknown = sorted(set(request.query_params) - set(taken))
     if unknown:
         hint = f"; send options as multipart form fields ({', '.join(form_fields)})" if form_fields else ""
-        raise HTTPException(422, f"Unknown query parameter(s) {', '.join(unknown)}: {where} takes none{hint}.")
+        raise HTTPException(
+            422, f"Unknown query parameter(s) {', '.join(unknown)}: {where} takes {', '.join(taken) or 'none'}{hint}."
+        )
     if form_fields:
         unknown = sorted(set((await request.form()).keys()) - set(form_fields))  # the form FastAPI already parsed
         if unknown:
@@ -143,14 +189,16 @@ def create_app(model: str | Path | None = None, settings: ServeSettings | None =
     settings = settings or ServeSettings()
     access = settings.access
     models_dir = settings.models_dir if access.model_management else None
-    registry = ModelRegistry(models_dir, settings.batching, settings.device)
+    registry = ModelRegistry(models_dir, settings.batching, settings.device, settings.streaming)
     if model is not None:
         registry.add(model)
     decoding = asyncio.Semaphore(settings.decode_workers)
+    streams = StreamHub(registry, settings.streams)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         yield
+        await run_in_threadpool(streams.close)
         await run_in_threadpool(registry.close)
 
     # /docs and /redoc with their scripts served by us: FastAPI's default pages load them from a CDN,
@@ -158,6 +206,7 @@ def create_app(model: str | Path | None = None, settings: ServeSettings | None =
     app = FastAPIOffline(
         title="ai2text",
         summary="Vietnamese speech-to-text (CTC) with word timings and confidences.",
+        description=PROTOCOL_DOC,
         lifespan=lifespan,
         static_url=DOCS_STATIC,
         dependencies=[Depends(reject_unknown_parameters)],
@@ -198,7 +247,9 @@ def create_app(model: str | Path | None = None, settings: ServeSettings | None =
             allow_methods=["GET", "POST", "DELETE"],
             allow_headers=["Authorization", "X-API-Key"],
         )
+    app.add_middleware(OriginCheck, allowed=access.cors_origins)
     app.add_middleware(HostCheck, allowed=access.allowed_hosts)
+    app.state.settings = settings  # read by uvicorn_options (the WebSocket message size)
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     async def page() -> str:
@@ -239,7 +290,7 @@ def create_app(model: str | Path | None = None, settings: ServeSettings | None =
         await run_in_threadpool(registry.unload, name)
         return {"name": name, "path": str(path), "loaded": False}
 
-    @app.post("/transcribe", response_model=Transcription, responses=ERRORS)
+    @app.post("/transcribe", response_model=Transcription, responses=TRANSCRIBE_ANSWERS)
     async def transcribe(
         audio: Annotated[
             UploadFile, File(description=f"Audio file: WAV, FLAC, OGG or MP3; {settings.audio.describe()}.")
@@ -267,10 +318,21 @@ def create_app(model: str | Path | None = None, settings: ServeSettings | None =
                 "defaults to 10.",
             ),
         ] = None,
-    ) -> dict:
-        """Transcribe one audio file with word timings and confidences.
+        form_format: Annotated[ResponseFormat | None, Form(alias="format", description=FORMAT_HELP)] = None,
+        query_format: Annotated[
+            ResponseFormat | None,
+            Query(
+                alias="format", description="The same as the form field 'format', for clients that set it in the URL."
+            ),
+        ] = None,
+    ) -> dict | Response:
+        """Transcribe one audio file with word timings and confidences, or as subtitles (``format=srt|vtt``).
 
-        Options are form fields; a query parameter or an unknown field is refused (422)."""
+        Options are form fields (``format`` may also be a query parameter); any other query parameter or an
+        unknown field is refused (422)."""
+        if form_format and query_format and form_format != query_format:
+            raise HTTPException(422, f"format: the query says {query_format!r} and the form {form_format!r}; send one.")
+        response_format = form_format or query_format or "json"
         loaded = registry.get(model)
         filename = audio.filename or "upload"
         check_content_type(filename, audio.content_type)
@@ -283,6 +345,8 @@ def create_app(model: str | Path | None = None, settings: ServeSettings | None =
         except ValueError as error:
             raise HTTPException(422, f"hotwords: {error}") from error
         decoded = await asyncio.wrap_future(loaded.batcher.submit(wave, decoder))
+        if response_format != "json":
+            return _subtitles(decoded.words, response_format, filename)
         return {
             "text": decoded.text,
             "confidence": round(decoded.confidence, 4),
@@ -290,5 +354,9 @@ def create_app(model: str | Path | None = None, settings: ServeSettings | None =
             "words": decoded.words if timestamps == "word" else [],
             "model": loaded.name,
         }
+
+    @app.websocket("/stream")
+    async def stream(websocket: WebSocket) -> None:
+        await streams.serve(websocket)
 
     return app

@@ -1,13 +1,17 @@
 """Who may use the server and how much one request may cost, checked before a request reaches an endpoint.
 
 ASGI middlewares, outermost first: :class:`HostCheck` (the Host header, against DNS rebinding),
-:class:`ApiKeyCheck` (an optional API key), :class:`BodySizeLimit` (every request body, by its declared
-length and as it arrives) and :class:`Admission` (how many transcriptions the server holds at once). They
-answer ``{"detail": "<message>"}`` like the endpoints do; none of them ever logs or echoes the API key.
+:class:`OriginCheck` (which sites' pages may open a WebSocket), :class:`ApiKeyCheck` (an optional API key),
+:class:`BodySizeLimit` (every request body, by its declared length and as it arrives) and :class:`Admission`
+(how many transcriptions the server holds at once). They answer ``{"detail": "<message>"}`` like the endpoints
+do, a refused WebSocket handshake included (an HTTP answer instead of the upgrade); none of them ever logs or
+echoes the API key.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hmac
 import ipaddress
 import os
@@ -29,6 +33,9 @@ API_KEY_ENV = "AI2TEXT_API_KEY"
 LOCAL_HOSTS = ("localhost", "127.0.0.1", "::1")
 #: Largest body of a request other than an upload: the JSON endpoints take a few bytes.
 MAX_JSON_BODY_BYTES = 64 * 1024
+#: A WebSocket client sends the API key as the subprotocol ``bearer.<key, base64url without padding>``: browsers
+#: cannot set headers on a WebSocket, and a key in the URL would end up in access logs.
+KEY_PROTOCOL_PREFIX = "bearer."
 #: Room for the multipart framing and the text fields on top of the audio in an upload's body.
 FORM_OVERHEAD_BYTES = 256 * 1024
 
@@ -120,8 +127,46 @@ class HostCheck:
         await _refuse(scope, receive, send, 400, detail)
 
 
+class OriginCheck:
+    """Refuse (403) WebSocket handshakes from other sites' pages: browsers apply no CORS to WebSockets, so without
+    this any page the user opens could stream through the server. Same-origin pages, ``allowed`` origins and
+    clients that send no Origin (not browsers) are served."""
+
+    def __init__(self, app: ASGIApp, allowed: Collection[str] = ()):
+        self.app = app
+        self.allowed = frozenset(origin.rstrip("/").lower() for origin in allowed)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        headers = Headers(scope=scope)
+        origin = headers.get("origin")
+        if scope["type"] != "websocket" or origin is None:
+            return await self.app(scope, receive, send)
+        origin = origin.rstrip("/").lower()
+        if origin in self.allowed or urlsplit(origin).netloc == headers.get("host", "").lower():
+            return await self.app(scope, receive, send)
+        detail = (
+            f"WebSockets from pages of {origin} are refused: only this server's own page may open one, or the "
+            "origins given with --cors-origin."
+        )
+        await _refuse(scope, receive, send, 403, detail)
+
+
+def _key_from_protocols(protocols: Collection[str]) -> str | None:
+    """The key a WebSocket client offered as ``bearer.<base64url>``; an undecodable one is returned as sent, so it
+    is refused as a wrong key."""
+    for protocol in protocols:
+        if protocol.startswith(KEY_PROTOCOL_PREFIX):
+            encoded = protocol[len(KEY_PROTOCOL_PREFIX) :]
+            try:
+                return base64.urlsafe_b64decode(encoded + "=" * (-len(encoded) % 4)).decode()
+            except (binascii.Error, UnicodeDecodeError):
+                return encoded
+    return None
+
+
 class ApiKeyCheck:
-    """Refuse (401) requests without the API key, except on ``public`` paths and under ``public_prefix``.
+    """Refuse (401) requests and WebSocket handshakes without the API key, except on ``public`` paths and under
+    ``public_prefix``.
 
     The key is compared in constant time, so answer times tell nothing about it.
     """
@@ -132,21 +177,23 @@ class ApiKeyCheck:
         self.public = frozenset(public)
         self.public_prefix = public_prefix
 
-    def _sent_key(self, headers: Headers) -> str | None:
+    def _sent_key(self, scope: Scope) -> str | None:
+        headers = Headers(scope=scope)
         scheme, _, credentials = headers.get("authorization", "").partition(" ")
         if scheme.lower() == "bearer" and credentials.strip():
             return credentials.strip()
-        return headers.get("x-api-key")
+        return headers.get("x-api-key") or _key_from_protocols(scope.get("subprotocols", ()))
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         path = scope.get("path", "")
-        if scope["type"] != "http" or path in self.public or path.startswith(self.public_prefix):
+        if scope["type"] not in ("http", "websocket") or path in self.public or path.startswith(self.public_prefix):
             return await self.app(scope, receive, send)
-        sent = self._sent_key(Headers(scope=scope))
+        sent = self._sent_key(scope)
         if sent is not None and hmac.compare_digest(sent.encode(), self.key):
             return await self.app(scope, receive, send)
         detail = (
-            "This server needs an API key: send it as 'Authorization: Bearer <key>' or 'X-API-Key: <key>'."
+            "This server needs an API key: send it as 'Authorization: Bearer <key>' or 'X-API-Key: <key>'. A "
+            f"browser's WebSocket sends it as the subprotocol '{KEY_PROTOCOL_PREFIX}<key in base64url>'."
             if sent is None
             else "The API key sent is not this server's."
         )

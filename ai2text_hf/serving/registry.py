@@ -15,6 +15,7 @@ from pathlib import Path
 
 from ..decoding import CTCDecoder, DecodingOptions, build_decoder
 from ..inference import Transcriber, is_model_folder
+from ..streaming import StreamingNotSupportedError, StreamingOptions, StreamingRecognizer
 from .batching import BatchSettings, MicroBatcher
 
 #: Decoders kept per model for distinct (beam width, hotwords) requests; building one takes milliseconds.
@@ -36,15 +37,30 @@ def model_name(model_dir: Path) -> str:
 
 
 class LoadedModel:
-    """A model in memory with its batching worker and the decoders its requests asked for."""
+    """A model in memory with its batching worker, the decoders its requests asked for and, for a model trained
+    for streaming, its :class:`StreamingRecognizer` (sharing its weights; ``not_streaming`` says why there is
+    none). Options a model cannot stream with (a chunk that is not a multiple of its frame) fail the load."""
 
-    def __init__(self, name: str, path: Path, batching: BatchSettings, device: str | None = None):
+    def __init__(
+        self,
+        name: str,
+        path: Path,
+        batching: BatchSettings,
+        device: str | None = None,
+        streaming: StreamingOptions | None = None,
+    ):
         self.name = name
         self.path = path
         self.transcriber = Transcriber(path, device=device)
         self.batcher = MicroBatcher(self.transcriber, batching)
         self._decoders: OrderedDict[tuple[int | None, str, bool], CTCDecoder] = OrderedDict()
         self._lock = threading.Lock()
+        self.recognizer: StreamingRecognizer | None = None
+        self.not_streaming: StreamingNotSupportedError | None = None
+        try:
+            self.recognizer = StreamingRecognizer(self.transcriber.folder, streaming)
+        except StreamingNotSupportedError as error:
+            self.not_streaming = error
 
     @property
     def sampling_rate(self) -> int:
@@ -99,14 +115,20 @@ class ModelRegistry:
             loaded by name; None offers none (model management is off).
         batching: batching settings of each loaded model.
         device: torch device of every model (CUDA when available by default).
+        streaming: how live streams of every model are cut into steps and utterances.
     """
 
     def __init__(
-        self, models_dir: str | Path | None, batching: BatchSettings | None = None, device: str | None = None
+        self,
+        models_dir: str | Path | None,
+        batching: BatchSettings | None = None,
+        device: str | None = None,
+        streaming: StreamingOptions | None = None,
     ):
         self.models_dir = Path(models_dir) if models_dir is not None else None
         self.batching = batching or BatchSettings()
         self.device = device
+        self.streaming = streaming
         self.default: str | None = None
         self._loaded: dict[str, LoadedModel] = {}
         self._lock = threading.Lock()  # serialises loads, so two requests never load the same model twice
@@ -141,7 +163,7 @@ class ModelRegistry:
 
     def _load(self, name: str, path: Path) -> LoadedModel:
         try:
-            loaded = LoadedModel(name, path, self.batching, self.device)
+            loaded = LoadedModel(name, path, self.batching, self.device, self.streaming)
         except Exception as error:  # whatever a broken folder makes transformers raise, as one clear error
             raise ModelLoadError(f"Cannot load model {name!r} from {path}: {error}") from error
         self._loaded[name] = loaded

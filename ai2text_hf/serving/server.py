@@ -12,6 +12,11 @@ import uvicorn
 from fastapi import FastAPI
 
 
+def uvicorn_options(app: FastAPI) -> dict:
+    """What uvicorn must know of the app's settings: the largest WebSocket message (uvicorn's default is 16 MiB)."""
+    return {"ws_max_size": app.state.settings.streams.max_message_bytes}
+
+
 class BackgroundServer:
     """uvicorn serving ``app`` from a daemon thread; ``port=0`` picks a free port (see :attr:`url`).
 
@@ -19,7 +24,8 @@ class BackgroundServer:
     """
 
     def __init__(self, app: FastAPI, host: str = "127.0.0.1", port: int = 0, startup_timeout: float = 60.0):
-        self.server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning"))
+        config = uvicorn.Config(app, host=host, port=port, log_level="warning", **uvicorn_options(app))
+        self.server = uvicorn.Server(config)
         self.startup_timeout = startup_timeout
         self._thread = threading.Thread(target=self.server.run, name="ai2text-server", daemon=True)
         self.url = ""

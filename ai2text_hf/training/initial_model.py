@@ -51,6 +51,8 @@ def recipe_feature_extractor(recipe: Recipe) -> AI2TextFeatureExtractor:
         feature_size=recipe.n_mels,
         pitch=recipe.pitch,
         pitch_norm_window=recipe.pitch_norm_window,
+        normalize=recipe.feature_normalize,
+        causal_norm_window=recipe.causal_norm_window,
         sampling_rate=recipe.sample_rate,
         n_fft=recipe.n_fft,
         win_length=recipe.n_fft,

@@ -19,7 +19,7 @@ from transformers import TrainingArguments
 
 from ..configuration_ai2text import AI2TextConfig
 from ..data.augment import Augmentation  # the augmentation section: defined beside the augmenter that reads it
-from ..feature_extraction_ai2text import PITCH_FEATURES, PITCH_NORM_WINDOW
+from ..feature_extraction_ai2text import CAUSAL_NORM_WINDOW, PITCH_FEATURES, PITCH_NORM_WINDOW
 from .schedules import scheduler_names
 
 logger = logging.getLogger("ai2text_hf.training")
@@ -120,6 +120,15 @@ class Recipe:
     interctc_layers: list[int] = field(default_factory=lambda: list(_MODEL.interctc_layers))
     interctc_weight: float = _MODEL.interctc_weight
     self_conditioning: bool = _MODEL.self_conditioning
+    # Streaming models (docs/streaming.md; recipes/streaming-cpu.yaml sets all of these). A model streams when its
+    # front end and convolutions read no future frame and it learnt to attend within chunks:
+    causal_subsampling: bool = _MODEL.causal_subsampling  # front end: past input frames only (no lookahead)
+    causal_conv: bool = _MODEL.causal_conv  # Conformer convolution module: the kernel's past half only
+    dynamic_chunk_training: bool = _MODEL.dynamic_chunk_training  # attend within a random chunk size per batch
+    max_chunk_frames: int = _MODEL.max_chunk_frames  # largest chunk drawn, in 40 ms output frames (25: 1 s)
+    full_context_prob: float = _MODEL.full_context_prob  # share of batches that attend over the whole utterance
+    dynamic_left_chunks: bool = _MODEL.dynamic_left_chunks  # draw the left chunks seen per batch too
+    attention_left_chunks: int = _MODEL.attention_left_chunks  # left chunks a stream attends to (-1: all)
     # SpecAugment (training only)
     spec_augment: bool = _MODEL.apply_spec_augment
     num_freq_masks: int = _MODEL.num_freq_masks
@@ -135,6 +144,10 @@ class Recipe:
     # Seconds around each frame whose voiced mean the log-F0 is centred on; null: the whole utterance (better
     # on single utterances, worse when a long recording changes speaker; see docs/results.md).
     pitch_norm_window: float | None = PITCH_NORM_WINDOW
+    # Mel normalisation: "utterance" (mean and variance of the whole utterance) or "causal" (of the past
+    # causal_norm_window seconds up to each frame, which a stream can compute; streaming recipes).
+    feature_normalize: str = "utterance"
+    causal_norm_window: float = CAUSAL_NORM_WINDOW
     n_fft: int = 400
     hop_length: int = _MODEL.hop_length
     # Tokenizer
@@ -233,6 +246,13 @@ class Recipe:
             freq_mask_width=self.freq_mask_width,
             num_time_masks=self.num_time_masks,
             time_mask_max_ratio=self.time_mask_max_ratio,
+            causal_subsampling=self.causal_subsampling,
+            causal_conv=self.causal_conv,
+            dynamic_chunk_training=self.dynamic_chunk_training,
+            max_chunk_frames=self.max_chunk_frames,
+            full_context_prob=self.full_context_prob,
+            dynamic_left_chunks=self.dynamic_left_chunks,
+            attention_left_chunks=self.attention_left_chunks,
         )
 
 
@@ -418,10 +438,24 @@ def _check(recipe: Recipe) -> None:
     except ValueError as error:
         raise RecipeError(str(error)) from error
     _check_fine_tuning(recipe)
+    _check_streaming(recipe)
     if recipe.pitch_norm_window is not None and not recipe.pitch_norm_window > 0:
         raise RecipeError(
             f"pitch_norm_window must be a positive number of seconds, or null for the whole utterance; "
             f"got {recipe.pitch_norm_window!r}"
+        )
+
+
+def _check_streaming(recipe: Recipe) -> None:
+    if recipe.feature_normalize not in ("utterance", "causal"):
+        raise RecipeError(f"feature_normalize must be 'utterance' or 'causal', got {recipe.feature_normalize!r}")
+    if not recipe.dynamic_chunk_training:
+        return
+    if recipe.pitch or recipe.feature_normalize != "causal":
+        raise RecipeError(
+            "dynamic_chunk_training trains a streaming model, whose features must be computable as audio arrives: "
+            "set pitch: false (the pitch columns are centred on 1.5 s around each frame) and feature_normalize: "
+            "causal, as recipes/streaming-cpu.yaml does."
         )
 
 
