@@ -250,8 +250,8 @@ class StreamingSession:
         self._vad_buffer = self._vad_buffer[windows * VAD_WINDOW :]
 
     def _decoded(self):
-        log_probs = torch.cat(self._log_probs)
-        path = log_probs.argmax(-1)
+        """The current utterance read off the greedy path each step already took (no second argmax)."""
+        log_probs, path = torch.cat(self._log_probs), torch.cat(self._paths)
         return utterance_from_path(path, log_probs, self.recognizer.tokenizer, self.recognizer.seconds_per_frame)
 
     def _event(self, kind: str, decoded) -> StreamEvent:
