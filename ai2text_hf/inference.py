@@ -346,7 +346,34 @@ class Transcriber:
             for keep in range(0, num_samples, step)
         ]
 
-    def _long_logits(self, waveform: np.ndarray) -> torch.Tensor:
+    def long_logits(self, waveform: np.ndarray) -> torch.Tensor:
+        """Logits of one long input on a single frame grid (frame ``i`` at ``i * seconds_per_frame``): its parts
+        between pauses computed alone and batched by duration, as :meth:`transcribe_arrays` reads them (no window
+        overlap to pay for), a part still longer than ``chunk_seconds`` in stitched windows. Cuts fall on whole
+        logit frames and every part but the last gives exactly its own frames, so the parts join without a gap."""
+        sr, samples_per_frame = self.feature_extractor.sampling_rate, self.folder.samples_per_frame
+        cuts = sorted({start // samples_per_frame * samples_per_frame for start, _ in pause_segments(waveform, sr)})
+        parts = list(zip(cuts, [*cuts[1:], len(waveform)]))
+        pieces: list[torch.Tensor | None] = [None] * len(parts)
+        durations = [(end - start) / sr for start, end in parts]
+        short = [i for i, d in enumerate(durations) if d <= self.chunk_seconds]
+        # Small batches as in _window_logits: they bound the peak memory of an hour-long file.
+        for batch in duration_batches(
+            [durations[i] for i in short], min(self.max_batch_seconds, 2 * self.chunk_seconds)
+        ):
+            indices = [short[i] for i in batch]
+            logits, lengths = self.logits(self.inputs([waveform[parts[i][0] : parts[i][1]] for i in indices]))
+            for row, index in enumerate(indices):
+                pieces[index] = logits[row, : lengths[row]].float().cpu()
+        for index in (i for i, d in enumerate(durations) if d > self.chunk_seconds):
+            pieces[index] = self._window_logits(waveform[parts[index][0] : parts[index][1]])
+        for index, (start, end) in enumerate(parts[:-1]):
+            frames, piece = (end - start) // samples_per_frame, pieces[index]
+            # The model's frame count for a part may differ from its share of the grid by one either way.
+            pieces[index] = torch.cat([piece[:frames], piece[-1:].expand(max(0, frames - len(piece)), -1)])
+        return torch.cat(pieces)  # type: ignore[arg-type]
+
+    def _window_logits(self, waveform: np.ndarray) -> torch.Tensor:
         """Logits of one long input, computed window by window and stitched at frame boundaries."""
         sr = self.feature_extractor.sampling_rate
         samples_per_frame = self.folder.samples_per_frame
@@ -397,7 +424,7 @@ class Transcriber:
             if split_long:
                 results[index] = self._transcribe_long(waveforms[index], word_timestamps, decoder)
                 continue
-            logits = self._long_logits(waveforms[index])
+            logits = self._window_logits(waveforms[index])
             (results[index],) = (decoder or self.decoder).decode(
                 logits[None], torch.tensor([len(logits)]), self.seconds_per_frame, word_timestamps
             )

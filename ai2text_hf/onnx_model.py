@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 
 ONNX_NAME = "model.onnx"
 # onnxruntime's input types -> the numpy types fed to them (masks are bool for ours, int64 for transformers').
-_ONNX_TYPES = {
+ONNX_TYPES = {
     "tensor(float)": np.float32,
     "tensor(bool)": np.bool_,
     "tensor(int32)": np.int32,
@@ -64,7 +64,7 @@ class OnnxCTCModel:
         self.session = onnxruntime.InferenceSession(
             str(model_dir / ONNX_NAME), session_options(), providers=["CPUExecutionProvider"]
         )
-        self.input_types = {i.name: _ONNX_TYPES[i.type] for i in self.session.get_inputs()}
+        self.input_types = {i.name: ONNX_TYPES[i.type] for i in self.session.get_inputs()}
         # The exported class's own length arithmetic, from a weightless instance (no memory, no weights read).
         with torch.device("meta"):
             if isinstance(self.config, AI2TextConfig):

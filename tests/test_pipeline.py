@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 import soxr
+import torch
 from clean_env import make_clean_python
 from conftest import REPO, TrainedModel, require_real_vi
 from transformers import pipeline
@@ -210,7 +211,7 @@ def test_transcriber_stitches_windows_of_long_audio_like_one_pass(trained_model)
     one_pass = Transcriber(trained_model.model_dir, chunk_seconds=3600.0)
     windowed = Transcriber(trained_model.model_dir, chunk_seconds=6.0, stride_seconds=1.0)
     whole_logits = one_pass.logits(one_pass.feature_extractor([audio], sampling_rate=SR)["input_features"])[0][0]
-    stitched = windowed._long_logits(audio)
+    stitched = windowed._window_logits(audio)
     assert abs(len(stitched) - len(whole_logits)) <= 2
     (expected,) = one_pass.transcribe_arrays([audio])
     (result,) = windowed.transcribe_arrays([audio], split_long=False)
@@ -220,6 +221,23 @@ def test_transcriber_stitches_windows_of_long_audio_like_one_pass(trained_model)
     for decoded in (result, cut):
         times = [(w["start"], w["end"]) for w in decoded.words]
         assert times == sorted(times) and times[-1][1] <= len(audio) / SR + 0.1
+
+
+def test_long_logits_put_each_part_between_pauses_on_one_frame_grid(trained_model) -> None:
+    """What alignment reads: each part between pauses computed alone, its frames where the part is in the input."""
+    audio, _ = _long_recording(trained_model, seconds=40.0)
+    transcriber = Transcriber(trained_model.model_dir, chunk_seconds=6.0, stride_seconds=1.0)
+    logits = transcriber.long_logits(audio)
+    whole = transcriber.logits(transcriber.inputs([audio]))[1][0]
+    assert abs(len(logits) - int(whole)) <= 2
+    samples_per_frame = transcriber.folder.samples_per_frame
+    cuts = sorted({s // samples_per_frame * samples_per_frame for s, _ in pause_segments(audio, SR)})
+    assert len(cuts) > 3
+    start, end = cuts[2], cuts[3]
+    part_logits, part_frames = transcriber.logits(transcriber.inputs([audio[start:end]]))
+    first, frames = start // samples_per_frame, (end - start) // samples_per_frame
+    expected = part_logits[0, : min(frames, int(part_frames[0]))]
+    torch.testing.assert_close(logits[first : first + len(expected)], expected.float(), atol=1e-4, rtol=1e-4)
 
 
 def test_transcriber_windows_tile_the_input_without_overlap(trained_model) -> None:

@@ -81,6 +81,12 @@ def _add_export(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--split", default="test", help="Split of --dataset to check on (default test).")
     p.add_argument("--limit", type=int, help="Check on only the first N utterances of the split.")
+    p.add_argument(
+        "--stream-chunk-ms",
+        type=int,
+        help="For a model trained to stream: the chunk size its streaming step (streaming_step.onnx) is exported for "
+        f"(default {StreamingOptions.chunk_ms}); transcribe --stream and serve run that step from the export.",
+    )
     add_export_compat(p)
     p.set_defaults(handler=_run_export)
 
@@ -304,6 +310,7 @@ def _run_export(args: argparse.Namespace) -> None:
         dataset=args.dataset,
         split=args.split,
         limit=args.limit,
+        stream_chunk_ms=args.stream_chunk_ms,
     )
     print(format_export_report(result.report))
     print(f"Export written to {result.output_dir} (report: export_report.json)")

@@ -135,7 +135,7 @@ class Aligner:
 
     def emissions(self, waveforms: Sequence[np.ndarray]) -> list[torch.Tensor]:
         """Per-frame log-probabilities (frames, vocab) of each waveform; short ones batched by duration,
-        long ones in the transcriber's stitched windows (bounded memory)."""
+        long ones cut in their pauses (:meth:`Transcriber.long_logits`: bounded memory, one frame grid)."""
         t = self.transcriber
         durations = [len(w) / self.sampling_rate for w in waveforms]
         out: list[torch.Tensor | None] = [None] * len(waveforms)
@@ -146,7 +146,7 @@ class Aligner:
             for row, index in enumerate(indices):
                 out[index] = torch.log_softmax(logits[row, : lengths[row]].float().cpu(), dim=-1)
         for index in (i for i, d in enumerate(durations) if d > t.chunk_seconds):
-            out[index] = torch.log_softmax(t._long_logits(waveforms[index]), dim=-1)
+            out[index] = torch.log_softmax(t.long_logits(waveforms[index]), dim=-1)
         return out  # type: ignore[return-value]
 
     # ----- alignment ---------------------------------------------------------------------------------

@@ -14,7 +14,6 @@ off that path the same way, so greedy and beam results carry the same fields:
 
 from __future__ import annotations
 
-import itertools
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -30,20 +29,24 @@ class DecodedUtterance:
     confidence: float = 0.0
 
 
-def _word_confidences(path: list[int], posteriors: np.ndarray, blank: int, delimiter: int) -> dict[int, float]:
-    """First frame of each word -> its confidence (the minimum over its letters of their mean posterior)."""
+def _word_confidences(path: torch.Tensor, posteriors: np.ndarray, blank: int, delimiter: int) -> dict[int, float]:
+    """First frame of each word -> its confidence (the minimum over its letters of their mean posterior).
+
+    Runs of equal tokens and their mean posteriors come from a few array calls, then one Python step per run
+    (letters, not frames): this runs on every partial result of a stream."""
+    tokens, counts = torch.unique_consecutive(path, return_counts=True)
+    ends = np.cumsum(counts.numpy())
+    starts = ends - counts.numpy()
+    sums = np.concatenate([[0.0], np.cumsum(posteriors, dtype=np.float64)])
+    means = (sums[ends] - sums[starts]) / counts.numpy()
     words: dict[int, float] = {}
-    start, letters = None, []
-    frame = 0
-    for token, run in itertools.groupby(path):
-        length = len(list(run))
+    start = None
+    for token, first, mean in zip(tokens.tolist(), starts.tolist(), means.tolist()):
         if token == delimiter:
-            start, letters = None, []
+            start = None
         elif token != blank:
-            start = frame if start is None else start
-            letters.append(float(posteriors[frame : frame + length].mean()))
-            words[start] = min(letters)
-        frame += length
+            start = first if start is None else start
+            words[start] = min(words.get(start, 1.0), mean)
     return words
 
 
@@ -62,7 +65,7 @@ def utterance_from_path(
     if not word_timestamps:
         return DecodedUtterance(text=tokenizer.decode(ids), confidence=confidence)
     by_start = _word_confidences(
-        ids, posteriors, tokenizer.pad_token_id, tokenizer.convert_tokens_to_ids(tokenizer.word_delimiter_token)
+        path, posteriors, tokenizer.pad_token_id, tokenizer.convert_tokens_to_ids(tokenizer.word_delimiter_token)
     )
     decoded = tokenizer.decode(ids, output_word_offsets=True)
     words = [

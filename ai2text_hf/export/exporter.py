@@ -3,7 +3,9 @@
 The output folder holds ``model.onnx`` (the final graph: exported, then int8-quantized and/or
 graph-optimised on request), the configuration, tokenizer and feature-extractor files, so
 ``ai2text transcribe --model OUTPUT`` and every other Transcriber user runs it on onnxruntime, and
-``export_report.json`` with sizes and the parity against the PyTorch model.
+``export_report.json`` with sizes and the parity against the PyTorch model. A model trained to stream also gets
+its encoder step (``streaming_step.onnx``, quantized alike) for one chunk size, with the parity of the ONNX steps
+against the PyTorch steps: ``ai2text transcribe --stream`` and the server's ``/stream`` run it from the folder.
 """
 
 from __future__ import annotations
@@ -15,14 +17,18 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from ..data.loading import load_scoring_split
 from ..decoding import DecodingOptions
 from ..inference import Transcriber
 from ..language_model_ai2text import LM_FOLDER
 from ..onnx_model import ONNX_NAME
+from ..streaming import StreamingNotSupportedError, StreamingOptions, StreamingRecognizer
+from ..streaming.onnx import STEP_NAME
 from .onnx import OPSET, export_onnx, optimize_onnx, quantize_onnx
 from .parity import compare_models
+from .streaming import export_streaming_onnx, streaming_parity
 
 REPORT_NAME = "export_report.json"
 QUANTIZATIONS = ("int8",)
@@ -30,6 +36,8 @@ QUANTIZATIONS = ("int8",)
 RANDOM_UTTERANCES = 8
 # The export is traced on two inputs of these lengths (seconds): a padded batch, so the mask path is recorded.
 TRACE_SECONDS = (2.0, 1.37)
+# The streaming step's parity runs over the parity inputs joined into one stream of at most this many input frames.
+STREAM_PARITY_FRAMES = 6000
 
 
 @dataclass
@@ -73,6 +81,7 @@ def export_model(
     dataset: str | Path | None = None,
     split: str = "test",
     limit: int | None = None,
+    stream_chunk_ms: int | None = None,
 ) -> ExportResult:
     """Export ``model_path`` to ONNX in ``output_path`` and check it against the PyTorch model.
 
@@ -80,6 +89,8 @@ def export_model(
         optimize: apply onnxruntime's offline graph optimisation to the final graph.
         quantize: ``"int8"`` for int8 dynamic quantization of the weight matrices.
         dataset, split, limit: a prepared dataset to check parity (and WER/CER) on; random features otherwise.
+        stream_chunk_ms: the chunk size the streaming step is exported for (a model trained to stream only;
+            default :class:`StreamingOptions`'), with the model's own ``attention_left_chunks``.
     """
     model_dir, output_dir = Path(model_path), Path(output_path)
     if quantize not in (None, *QUANTIZATIONS):
@@ -93,6 +104,7 @@ def export_model(
     # Checks the folder; its model is the one exported. Parity compares greedy texts (what the model alone says).
     reference = Transcriber(model_dir, device="cpu", decoding=DecodingOptions())
     features, references, described = _parity_inputs(reference, dataset, split, limit)  # bad data: before writing
+    streaming = _streaming_recognizer(reference, stream_chunk_ms)  # a bad chunk size: before writing too
     output_dir.mkdir(parents=True, exist_ok=True)
     reference.model.config.save_pretrained(str(output_dir))
     reference.folder.save_processing(output_dir)
@@ -119,9 +131,38 @@ def export_model(
         "onnx_bytes": (output_dir / ONNX_NAME).stat().st_size,
         "parity_data": described,
         "parity": compare_models(reference, exported, features, references),
+        "streaming": streaming and _export_streaming_step(streaming, output_dir / STEP_NAME, quantize, features),
     }
     (output_dir / REPORT_NAME).write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     return ExportResult(output_dir=output_dir, report=report)
+
+
+def _streaming_recognizer(reference: Transcriber, chunk_ms: int | None) -> StreamingRecognizer | None:
+    """The PyTorch streaming recognizer whose step is exported, None for a model that cannot stream (then
+    ``chunk_ms`` must not be given); a chunk size the model cannot take raises."""
+    options = StreamingOptions() if chunk_ms is None else StreamingOptions(chunk_ms=chunk_ms)
+    try:
+        return StreamingRecognizer(reference.folder, options)
+    except StreamingNotSupportedError:
+        if chunk_ms is not None:
+            raise
+        return None
+
+
+def _export_streaming_step(
+    recognizer: StreamingRecognizer, path: Path, quantize: str | None, features: list[np.ndarray]
+) -> dict:
+    """Write the streaming step to ``path``; its parity with the PyTorch steps over ``features`` as one stream."""
+    export_streaming_onnx(recognizer.model, path, recognizer.chunk_frames, recognizer.left_chunks, bool(quantize))
+    stream = torch.from_numpy(np.concatenate(features)[:STREAM_PARITY_FRAMES])[None]
+    parity = streaming_parity(recognizer.model, path, recognizer.chunk_frames, recognizer.left_chunks, stream)
+    return {
+        "file": STEP_NAME,
+        "chunk_ms": recognizer.options.chunk_ms,
+        "left_chunks": recognizer.left_chunks,
+        "onnx_bytes": path.stat().st_size,
+        "parity": parity,
+    }
 
 
 def format_export_report(report: dict) -> str:
@@ -141,5 +182,13 @@ def format_export_report(report: dict) -> str:
             f"  WER {100 * parity['pytorch']['wer']:.2f}% -> {100 * parity['exported']['wer']:.2f}% "
             f"({100 * parity['wer_delta']:+.2f} pt), CER {100 * parity['pytorch']['cer']:.2f}% -> "
             f"{100 * parity['exported']['cer']:.2f}% ({100 * parity['cer_delta']:+.2f} pt)"
+        )
+    streaming = report.get("streaming")
+    if streaming:
+        step = streaming["parity"]
+        lines.append(
+            f"Streaming step {streaming['file']} ({streaming['chunk_ms']} ms chunks, {streaming['left_chunks']} left): "
+            f"max |logit difference| {step['max_abs_logit_diff']:.2e}, same best token on "
+            f"{100 * step['argmax_agreement']:.1f}% of {step['frames']} frames"
         )
     return "\n".join(lines)

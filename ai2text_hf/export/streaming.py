@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from ..modeling_ai2text import AI2TextForCTC
-from ..streaming.onnx import STATE_NAMES, OnnxStreamingStep, initial_state
+from ..streaming.onnx import STATE_NAMES, OnnxStreamingStep
 from .onnx import OPSET, quantize_onnx
 
 
@@ -51,7 +51,9 @@ def export_streaming_onnx(
     cache_frames = left_chunks * chunk_frames
     model = model.cpu().eval()
     step = _StreamingStep(model, cache_frames).eval()
-    state = {name: torch.from_numpy(value) for name, value in initial_state(model, cache_frames).items()}
+    context, attention, conv = model.streaming_state()
+    attention = attention.new_zeros(*attention.shape[:4], cache_frames, attention.shape[5])  # fixed size, masked
+    state = dict(zip(STATE_NAMES, (context, attention, conv, torch.zeros(1, cache_frames, dtype=torch.bool))))
     columns = model.config.n_mels + model.config.num_pitch_features
     features = torch.randn(1, model.config.subsampling_factor * chunk_frames, columns)
     target = path.with_suffix(".float.onnx") if quantize else path
@@ -70,6 +72,11 @@ def export_streaming_onnx(
     if quantize:
         quantize_onnx(target, path)
         target.unlink()
+    import onnx
+
+    graph = onnx.load(str(path))  # what the step was exported for, read back by OnnxStreamingStep
+    onnx.helper.set_model_props(graph, {"chunk_frames": str(chunk_frames), "left_chunks": str(left_chunks)})
+    onnx.save(graph, str(path))
     return path
 
 
@@ -79,7 +86,8 @@ def streaming_parity(
     """The ONNX steps against the PyTorch steps over one stream of ``features`` (1, frames, columns): the largest
     logit difference, and the share of frames whose best token agrees."""
     cache_frames = left_chunks * chunk_frames
-    step = OnnxStreamingStep(path, model, cache_frames)
+    step = OnnxStreamingStep(path)
+    step.check(chunk_frames, cache_frames)
     onnx_state = step.initial
     state = model.streaming_state()
     size = model.config.subsampling_factor * chunk_frames

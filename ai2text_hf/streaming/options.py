@@ -26,6 +26,7 @@ class StreamingOptions:
     max_utterance_s: float = option(30.0, "An utterance that runs this long without a pause is finalised anyway.")
     onnx_step: str | None = option(
         None,
-        "An ONNX encoder step written by ai2text_hf.export.streaming.export_streaming_onnx for the same chunk_ms and "
-        "left_chunks: the steps run on onnxruntime (about twice as fast as PyTorch on a CPU).",
+        "An ONNX encoder step exported for the same chunk_ms and left_chunks, run on onnxruntime (about twice as "
+        "fast as PyTorch on a CPU). Default: the model folder's streaming_step.onnx (ai2text export writes it) when "
+        "it was exported for these chunks, else PyTorch steps.",
     )

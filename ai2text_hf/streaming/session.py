@@ -21,10 +21,11 @@ from typing import Literal
 import numpy as np
 import torch
 
-from ..decoding.core import utterance_from_path
+from ..configuration_ai2text import AI2TextConfig
+from ..decoding.core import DecodedUtterance, utterance_from_path
 from ..inference import ModelFolder, join_utterances, load_model_folder
 from ..modeling_ai2text import AI2TextForCTC
-from .onnx import OnnxStreamingStep
+from .onnx import STEP_NAME, OnnxStreamingStep
 from .options import STREAMING_RECIPE, StreamingOptions
 
 # silero-vad reads windows of this many samples at 16 kHz (its model's fixed input).
@@ -79,9 +80,9 @@ class StreamingRecognizer:
             self.folder.tokenizer,
         )
         path = self.folder.path
-        if not isinstance(self.model, AI2TextForCTC):
-            raise _refuse(path, f"it is a {self.folder.kind} {self.folder.architecture} model, not an AI2TextForCTC")
         config = self.model.config
+        if not isinstance(config, AI2TextConfig):
+            raise _refuse(path, f"it is a {self.folder.kind} {self.folder.architecture} model, not an AI2TextForCTC")
         if not config.streamable:
             raise _refuse(path, "it was trained without chunks or its convolutions read future frames")
         if getattr(self.feature_extractor, "pitch", False) or self.feature_extractor.normalize == "utterance":
@@ -99,9 +100,27 @@ class StreamingRecognizer:
             )
         self.left_chunks = left
         self.seconds_per_frame = self.folder.seconds_per_frame
-        self.onnx_step = None
+        self.onnx_step = self._onnx_step(path, left * self.chunk_frames)
+
+    def _onnx_step(self, path: Path, cache_frames: int) -> OnnxStreamingStep | None:
+        """The ONNX step to run: ``options.onnx_step``, else the folder's own (``ai2text export`` writes one) when it
+        was exported for these chunks; None for PyTorch steps. An export has no PyTorch weights to fall back on."""
         if self.options.onnx_step:
-            self.onnx_step = OnnxStreamingStep(self.options.onnx_step, self.model, left * self.chunk_frames)
+            step = OnnxStreamingStep(self.options.onnx_step)
+            step.check(self.chunk_frames, cache_frames)
+            return step
+        if not (path / STEP_NAME).is_file():
+            if not isinstance(self.model, AI2TextForCTC):
+                raise _refuse(path, f"this ONNX export has no {STEP_NAME} (exported before streaming existed)")
+            return None
+        step = OnnxStreamingStep(path / STEP_NAME)
+        try:
+            step.check(self.chunk_frames, cache_frames)
+        except ValueError as error:
+            if isinstance(self.model, AI2TextForCTC):
+                return None  # the folder's step is for other chunks: these run on PyTorch
+            raise ValueError(f"{error} (ai2text export --stream-chunk-ms)") from None
+        return step
 
     def session(self) -> StreamingSession:
         """A new stream, starting at time 0."""
@@ -167,8 +186,9 @@ class StreamingSession:
         self._unread: list[np.ndarray] = []  # audio received but not yet turned into features
         self._finished = False
         self._pending = torch.zeros(1, 0, model.config.n_mels)
-        self._state = model.streaming_state()
+        # One of the two states: the ONNX step's (fixed-size caches with a mask) or the PyTorch steps'.
         self._onnx_state = recognizer.onnx_step.initial if recognizer.onnx_step else None
+        self._state = model.streaming_state() if self._onnx_state is None else ()
         self._step_frames = model.config.subsampling_factor * recognizer.chunk_frames
         self._cache_frames = recognizer.left_chunks * recognizer.chunk_frames
         self._frames = 0  # logit frames produced so far
@@ -177,6 +197,8 @@ class StreamingSession:
         self._utterance_start = 0  # first logit frame of the current utterance
         self._log_probs: list[torch.Tensor] = []  # the current utterance's (frames, vocab) pieces
         self._paths: list[torch.Tensor] = []  # and their greedy tokens
+        self._words_done: list[tuple[int, DecodedUtterance]] = []  # (first frame, words) read up to _frames_done
+        self._frames_done = 0  # frames of the utterance read into _words_done (ends on a word delimiter)
         self._last_tokens: list[int] = []  # the letters of the last partial
         tokenizer = recognizer.tokenizer
         self._blank = tokenizer.pad_token_id
@@ -249,9 +271,22 @@ class StreamingSession:
                 self._last_speech = self._vad_samples
         self._vad_buffer = self._vad_buffer[windows * VAD_WINDOW :]
 
-    def _decoded(self):
-        """The current utterance read off the greedy path each step already took (no second argmax)."""
+    def _decoded(self) -> DecodedUtterance:
+        """The current utterance read off the greedy path each step already took. A step never changes frames it
+        already gave, so the words before the path's last word delimiter are read once and kept: a partial costs
+        what the new frames hold, not what the utterance does."""
         log_probs, path = torch.cat(self._log_probs), torch.cat(self._paths)
+        done = self._frames_done
+        delimiters = torch.nonzero(path[done:] == self._delimiter)
+        if len(delimiters) and int(delimiters[-1, 0]) > 0:
+            cut = done + int(delimiters[-1, 0])
+            self._words_done.append((done, self._read(path[done:cut], log_probs[done:cut])))
+            self._frames_done = done = cut
+        parts = [*self._words_done, (done, self._read(path[done:], log_probs[done:]))]
+        spf = self.recognizer.seconds_per_frame
+        return join_utterances([p for _, p in parts], [f * spf for f, _ in parts], [1.0] * len(parts))
+
+    def _read(self, path: torch.Tensor, log_probs: torch.Tensor) -> DecodedUtterance:
         return utterance_from_path(path, log_probs, self.recognizer.tokenizer, self.recognizer.seconds_per_frame)
 
     def _event(self, kind: str, decoded) -> StreamEvent:
@@ -274,7 +309,7 @@ class StreamingSession:
         ):
             # Nothing said yet (no letter, or no speech by the VAD): drop the frames, so a long silence costs nothing
             # to decode again and noise is never a result.
-            self._utterance_start, self._log_probs, self._paths = self._frames, [], []
+            self._restart()
             return []
         if self._vad is not None:
             silence = self._frames * spf - heard
@@ -294,5 +329,10 @@ class StreamingSession:
             if decoded.text:
                 events.append(self._event("final", decoded))
                 self._utterance += 1
-        self._utterance_start, self._log_probs, self._paths, self._last_tokens = self._frames, [], [], []
+        self._restart()
         return events
+
+    def _restart(self) -> None:
+        """The next utterance starts at the current frame."""
+        self._utterance_start, self._log_probs, self._paths, self._last_tokens = self._frames, [], [], []
+        self._words_done, self._frames_done = [], 0
