@@ -34,10 +34,15 @@ CAUSAL_NORM_WINDOW = 6.0
 
 
 def pause_segments(
-    waveform: np.ndarray, sampling_rate: int, min_pause: float = PAUSE_SECONDS, quiet_db: float = PAUSE_DB
+    waveform: np.ndarray,
+    sampling_rate: int,
+    min_pause: float = PAUSE_SECONDS,
+    quiet_db: float = PAUSE_DB,
+    align: int = 1,
 ) -> list[tuple[int, int]]:
     """``(start, end)`` sample ranges that tile ``waveform``, cut in the middle of every pause of ``min_pause``
-    seconds or more (frames ``quiet_db`` below the loud level); one range when there is no pause."""
+    seconds or more (frames ``quiet_db`` below the loud level); one range when there is no pause. ``align``: cuts
+    rounded down to multiples of it (a model's samples per output frame: the parts' frames then tile the input's)."""
     hop = sampling_rate // 100
     wave = np.asarray(waveform, dtype=np.float32).reshape(-1)
     blocks = len(wave) // hop
@@ -49,8 +54,8 @@ def pause_segments(
     quiet = energy < np.percentile(energy, 95) - quiet_db
     edges = np.flatnonzero(np.diff(np.concatenate([[0], quiet.astype(np.int8), [0]])))
     starts, ends = edges[::2], edges[1::2]
-    cuts = ((starts + ends) // 2 * hop)[(ends - starts) * hop >= min_pause * sampling_rate]
-    bounds = [0, *(int(c) for c in cuts if 0 < c < len(wave)), len(wave)]
+    cuts = ((starts + ends) // 2 * hop)[(ends - starts) * hop >= min_pause * sampling_rate] // align * align
+    bounds = [0, *sorted({int(c) for c in cuts if 0 < c < len(wave)}), len(wave)]
     return list(zip(bounds[:-1], bounds[1:]))
 
 

@@ -352,8 +352,7 @@ class Transcriber:
         overlap to pay for), a part still longer than ``chunk_seconds`` in stitched windows. Cuts fall on whole
         logit frames and every part but the last gives exactly its own frames, so the parts join without a gap."""
         sr, samples_per_frame = self.feature_extractor.sampling_rate, self.folder.samples_per_frame
-        cuts = sorted({start // samples_per_frame * samples_per_frame for start, _ in pause_segments(waveform, sr)})
-        parts = list(zip(cuts, [*cuts[1:], len(waveform)]))
+        parts = pause_segments(waveform, sr, align=samples_per_frame)
         pieces: list[torch.Tensor | None] = [None] * len(parts)
         durations = [(end - start) / sr for start, end in parts]
         short = [i for i, d in enumerate(durations) if d <= self.chunk_seconds]

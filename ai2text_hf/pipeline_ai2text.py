@@ -88,12 +88,8 @@ class AI2TextCTCPipeline(AutomaticSpeechRecognitionPipeline):
             yield from super().preprocess(inputs, chunk_length_s, stride_length_s)
             return
         # Cuts on whole logit frames, so the parts' frames join without a gap or an overlap.
-        align = self._align_to
-        cuts = sorted(
-            {start // align * align for start, _ in pause_segments(waveform, self.feature_extractor.sampling_rate)}
-        )
         previous = None
-        for start, end in zip(cuts, [*cuts[1:], len(waveform)]):
+        for start, end in pause_segments(waveform, self.feature_extractor.sampling_rate, align=self._align_to):
             for item in super().preprocess(waveform[start:end], chunk_length_s, stride_length_s):
                 if previous is not None:
                     yield {**previous, "is_last": False}  # the whole recording is one input of the pipeline

@@ -157,13 +157,19 @@ def main() -> None:
         precision = hits / len(flagged) if flagged else 0.0
         return (name, f"{len(flagged)}", f"{100 * hits / len(corrupted):.1f}", f"{100 * precision:.1f}")
 
-    table = [row("all criteria (ai2text clean defaults)", {line_to_index[line] for line in result.reasons})]
+    table = [
+        row("all criteria (ai2text clean defaults)", {line_to_index[line] for line in result.reasons}),
+        row(
+            "any one criterion (--strict)",
+            {i for i, s in enumerate(result.scores) if reasons_for(s, result.thresholds, strict=True)},
+        ),
+    ]
     for key in ("max_loss_per_char", "max_cer", "min_align_score"):
         only = {
             k: (v if k == key else (float("inf") if k.startswith("max_") else float("-inf")))
             for k, v in result.thresholds.items()
         }
-        flagged = {i for i, s in enumerate(result.scores) if reasons_for(s, only)}
+        flagged = {i for i, s in enumerate(result.scores) if reasons_for(s, only, strict=True)}
         table.append(row(f"baseline: {key} = {result.thresholds[key]:.3f} alone", flagged))
     print_table(
         f"Cleaning: {len(corrupted)} of {len(rows)} rows of {source} ({args.split}) corrupted"

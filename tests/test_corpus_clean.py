@@ -27,8 +27,8 @@ def test_automatic_thresholds_flag_outliers_but_not_a_clean_corpus():
     rng = np.random.default_rng(0)
     clean = [scored(float(loss), float(cer)) for loss, cer in zip(rng.uniform(0.2, 0.6, 200), rng.uniform(0, 0.2, 200))]
     limits = thresholds(clean, CleanOptions())
-    assert not any(reasons_for(s, limits) for s in clean)
-    assert reasons_for(scored(8.0, 0.9), limits) == [
+    assert not any(reasons_for(s, limits, strict=True) for s in clean)
+    assert reasons_for(scored(8.0, 0.9), limits, strict=False) == [
         f"loss per character 8.000 > {limits['max_loss_per_char']:.3f}",
         f"CER against the model's transcript 0.900 > {limits['max_cer']:.3f}",
     ]
@@ -37,10 +37,20 @@ def test_automatic_thresholds_flag_outliers_but_not_a_clean_corpus():
 
 def test_every_criterion_gives_its_own_reason():
     limits = thresholds([scored(0.3, 0.1)], CleanOptions())
-    assert reasons_for(scored(0.3, 0.1, align=0.01), limits)[0].startswith("alignment score 0.010 <")
-    assert reasons_for(scored(0.3, 0.1, cps=40.0), limits)[0].startswith("characters per second 40.000 >")
-    assert reasons_for(scored(0.3, 0.1, mismatch=2.0), limits)[0].startswith("declared duration differs")
-    assert reasons_for(scored(math.inf, 0.1), limits)[0].startswith("loss per character inf >")
+    assert reasons_for(scored(0.3, 0.1, align=0.01), limits, strict=True)[0].startswith("alignment score 0.010 <")
+    assert reasons_for(scored(0.3, 0.1, cps=40.0), limits, strict=True)[0].startswith("characters per second 40.000 >")
+    assert reasons_for(scored(0.3, 0.1, mismatch=2.0), limits, strict=True)[0].startswith("declared duration differs")
+    assert reasons_for(scored(math.inf, 0.1), limits, strict=True)[0].startswith("loss per character inf >")
+
+
+def test_a_best_path_measurement_alone_drops_a_row_only_when_strict():
+    """CER and alignment score read the model's best path: one alone is a misheard clean row as often as a bad one."""
+    limits = thresholds([scored(0.3, 0.1)], CleanOptions())
+    for alone in (scored(0.3, 0.9), scored(0.3, 0.1, align=0.01)):
+        assert reasons_for(alone, limits, strict=False) == [] and reasons_for(alone, limits, strict=True)
+    assert len(reasons_for(scored(0.3, 0.9, align=0.01), limits, strict=False)) == 2  # the two together
+    assert reasons_for(scored(8.0, 0.1), limits, strict=False)[0].startswith("loss per character")  # alone
+    assert reasons_for(scored(0.3, 0.1, cps=40.0), limits, strict=False)[0].startswith("characters per second")
 
 
 def write_rows(folder: Path, rows: list[tuple[str, str, str]]) -> Path:

@@ -313,3 +313,5 @@ def test_long_recordings_are_cut_in_the_middle_of_pauses() -> None:
     assert segments[0][0] == 0 and segments[-1][1] == len(wave) and segments[0][1] == segments[1][0]
     assert abs(segments[0][1] - int(1.8 * SR)) < 0.02 * SR  # the middle of the pause
     assert pause_segments(speech[0], SR) == [(0, len(speech[0]))]
+    aligned = pause_segments(wave, SR, align=640)
+    assert aligned[0][1] == segments[0][1] // 640 * 640 and aligned[-1][1] == len(wave)

@@ -5,10 +5,12 @@ metadata CSV itself, so ``ai2text prepare`` can take the filtered CSV next and r
 command. A row is dropped, with every reason written to the report, when:
 
 * its audio is missing or unreadable, its transcript is empty or spelled with characters the model lacks;
-* its CTC loss per label character, or the CER of the model's transcript against it, is far above the rest
-  (by default: above the median plus ``spread`` times the median absolute deviation, and above a floor, so
-  a clean corpus loses little; or above a fixed value given by the user);
-* its forced-alignment score is below ``min_align_score``;
+* its CTC loss per label character is far above the rest (by default: above the median plus ``spread`` times
+  the median absolute deviation, and above a floor, so a clean corpus loses little; or above a fixed value
+  given by the user);
+* the CER of the model's transcript against it is far above the rest (the same rule) *and* its forced-alignment
+  score is below ``min_align_score``. Either alone drops a row only with ``strict``: both read the model's single
+  best path, so a clean row the model mishears crosses one of them, while the loss weighs every path;
 * it has more characters per second than anyone speaks (``max_chars_per_second``) or, with a ``duration``
   column, its declared duration differs from the audio's by more than ``max_duration_mismatch`` seconds.
 
@@ -161,8 +163,12 @@ def thresholds(scores: Sequence[RowScore], options: CleanOptions) -> dict[str, f
     }
 
 
-def reasons_for(score: RowScore, limits: dict[str, float]) -> list[str]:
-    """Why a row is dropped (empty: kept)."""
+# Thresholds on the model's best path: without ``strict``, one of them alone does not drop a row.
+_BEST_PATH = ("max_cer", "min_align_score")
+
+
+def reasons_for(score: RowScore, limits: dict[str, float], strict: bool) -> list[str]:
+    """Why a row is dropped (empty: kept); ``strict``: any crossed threshold drops it (see the module docstring)."""
     if score.problem:
         return [score.problem]
     checks = [  # (value, limit key, description); "min_" limits are lower bounds
@@ -172,12 +178,13 @@ def reasons_for(score: RowScore, limits: dict[str, float]) -> list[str]:
         (score.chars_per_second, "max_chars_per_second", "characters per second"),
         (score.duration_mismatch, "max_duration_mismatch", "declared duration differs from the audio by (s)"),
     ]
-    reasons = []
+    reasons, crossed = [], []
     for value, key, description in checks:
         low = key.startswith("min_")
         if (value < limits[key]) if low else (value > limits[key]):
             reasons.append(f"{description} {value:.3f} {'<' if low else '>'} {limits[key]:.3f}")
-    return reasons
+            crossed.append(key)
+    return reasons if strict or len(crossed) != 1 or crossed[0] not in _BEST_PATH else []
 
 
 def clean_metadata(
@@ -201,7 +208,7 @@ def clean_metadata(
     root = Path(audio_root) if audio_root else csv_path.parent
     scores = score_rows(aligner, csv_path, root, options)
     limits = thresholds(scores, options)
-    reasons = {s.line: r for s in scores if (r := reasons_for(s, limits))}
+    reasons = {s.line: r for s in scores if (r := reasons_for(s, limits, options.strict))}
     rows, header, lines = read_metadata(csv_path)
     output.parent.mkdir(parents=True, exist_ok=True)
     with open(output, "w", encoding="utf-8", newline="") as handle:

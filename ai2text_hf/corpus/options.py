@@ -73,6 +73,14 @@ class CleanOptions:
     max_duration_mismatch: float = field(
         default=0.5, metadata={"help": "drop rows whose declared duration is off by more seconds than this"}
     )
+    strict: bool = field(
+        default=False,
+        metadata={
+            "help": "drop a row when any one threshold is crossed. By default the CER and the alignment score, which "
+            "read the model's single best path, drop a row only together or with the loss per character (which drops "
+            "alone, as the non-model checks do): a clean row the model merely mishears is kept"
+        },
+    )
     spread: float = field(default=5.0, metadata={"help": "outlier thresholds: median + spread x MAD"})
     min_cer: float = field(default=0.5, metadata={"help": "floor of the automatic CER threshold"})
     min_loss_per_char: float = field(default=3.0, metadata={"help": "floor of the automatic loss threshold"})

@@ -25,7 +25,10 @@ class OnnxStreamingStep:
         import onnxruntime
 
         self.path = Path(path)
-        self.session = onnxruntime.InferenceSession(str(path), session_options(), providers=["CPUExecutionProvider"])
+        options = session_options()
+        # A step is a few frames: too small to split across threads; concurrent streams (the server) use the cores.
+        options.intra_op_num_threads = 1
+        self.session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         metadata = self.session.get_modelmeta().custom_metadata_map
         self.chunk_frames = int(metadata["chunk_frames"]) if "chunk_frames" in metadata else None
         inputs = {i.name: i for i in self.session.get_inputs()}
