@@ -207,16 +207,24 @@ class AI2TextFeatureExtractor(SequenceFeatureExtractor):
     def causal_normalize(self, features: torch.Tensor, history: torch.Tensor) -> torch.Tensor:
         """``features`` (batch, frames, mels) normalised on the mean and variance of each frame's window of past
         frames; ``history``: the log-mel frames before them (up to ``causal_norm_frames - 1``; a stream keeps them),
-        none at the start. Sums in float64: a cumulative sum over an hour of frames would lose float32 precision."""
+        none at the start. Sums in float64: a cumulative sum over an hour of frames would lose float32 precision.
+
+        The first frame's window is summed directly and each later one by the frame that enters it minus the one
+        that leaves: a stream's step then reads its history once instead of summing it cumulatively."""
+        if not features.shape[1]:
+            return features
         frames = torch.cat([history, features], dim=1).double()
+        values = torch.cat([frames, frames.square()], dim=-1)
         window, past = self.causal_norm_frames, history.shape[1]
-        sums = torch.nn.functional.pad(torch.cat([frames, frames.square()], -1).cumsum(1), (0, 0, 1, 0))
         ends = torch.arange(past, frames.shape[1]) + 1
         starts = (ends - window).clamp(min=0)
-        totals = sums[:, ends] - sums[:, starts]
+        first = values[:, int(starts[0]) : int(ends[0])].sum(1, keepdim=True)
+        left = (starts[1:] > starts[:-1]).to(frames.dtype)[None, :, None]  # a frame leaves the window
+        moved = values[:, ends[1:] - 1] - values[:, starts[:-1]] * left
+        totals = torch.cat([first, first + moved.cumsum(1)], dim=1)
         counts = (ends - starts).to(frames.dtype)[None, :, None]
-        mean, square = totals.split(features.shape[-1], dim=-1)
-        mean, var = mean / counts, (square / counts - (mean / counts).square()).clamp(min=0.0)
+        mean, square = (totals / counts).split(features.shape[-1], dim=-1)
+        var = (square - mean.square()).clamp(min=0.0)
         return ((frames[:, past:] - mean) * torch.rsqrt(var + 1e-5)).to(features.dtype)
 
     def _pitch(self, waveforms: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

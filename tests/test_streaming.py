@@ -171,6 +171,17 @@ def test_streaming_features_equal_the_extractor_on_the_whole_input() -> None:
     assert stream.history.shape[1] < extractor.causal_norm_frames  # the statistics read a bounded past
 
 
+def test_causal_normalisation_uses_each_frames_own_window_of_past_frames() -> None:
+    extractor = AI2TextFeatureExtractor(feature_size=N_MELS, normalize="causal", causal_norm_window=0.05)  # 5 frames
+    frames = torch.randn(1, 12, N_MELS, dtype=torch.float64) * 3 + 5
+    windows = [frames[0, max(0, i - 4) : i + 1] for i in range(12)]
+    expected = torch.stack(
+        [(frames[0, i] - w.mean(0)) / (w.var(0, unbiased=False) + 1e-5).sqrt() for i, w in enumerate(windows)]
+    )
+    torch.testing.assert_close(extractor.causal_normalize(frames, frames[:, :0])[0], expected)
+    torch.testing.assert_close(extractor.causal_normalize(frames[:, 7:], frames[:, 3:7])[0], expected[7:])
+
+
 def test_session_text_equals_greedy_decoding_of_the_chunked_full_forward(tmp_path: Path) -> None:
     recognizer = StreamingRecognizer(
         model_folder(tmp_path), StreamingOptions(chunk_ms=160, endpoint_silence_ms=10**6, max_utterance_s=1e6)

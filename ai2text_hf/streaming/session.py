@@ -111,7 +111,7 @@ class StreamingRecognizer:
             return step
         if not (path / STEP_NAME).is_file():
             if not isinstance(self.model, AI2TextForCTC):
-                raise _refuse(path, f"this ONNX export has no {STEP_NAME} (exported before streaming existed)")
+                raise _refuse(path, f"this ONNX export has no {STEP_NAME}: export its PyTorch folder again")
             return None
         step = OnnxStreamingStep(path / STEP_NAME)
         try:
@@ -271,30 +271,33 @@ class StreamingSession:
                 self._last_speech = self._vad_samples
         self._vad_buffer = self._vad_buffer[windows * VAD_WINDOW :]
 
-    def _decoded(self) -> DecodedUtterance:
+    def _event(self, kind: str) -> StreamEvent:
         """The current utterance read off the greedy path each step already took. A step never changes frames it
-        already gave, so the words before the path's last word delimiter are read once and kept: a partial costs
-        what the new frames hold, not what the utterance does."""
+        already gave, so the words before the path's last word delimiter are read once (times from the start of
+        the stream) and kept: a partial costs what the new frames hold, not what the utterance does."""
         log_probs, path = torch.cat(self._log_probs), torch.cat(self._paths)
         done = self._frames_done
         delimiters = torch.nonzero(path[done:] == self._delimiter)
         if len(delimiters) and int(delimiters[-1, 0]) > 0:
             cut = done + int(delimiters[-1, 0])
-            self._words_done.append((done, self._read(path[done:cut], log_probs[done:cut])))
+            self._words_done.append(self._read(path[done:cut], log_probs[done:cut], done))
             self._frames_done = done = cut
-        parts = [*self._words_done, (done, self._read(path[done:], log_probs[done:]))]
+        parts = [*self._words_done, self._read(path[done:], log_probs[done:], done)]
         spf = self.recognizer.seconds_per_frame
-        return join_utterances([p for _, p in parts], [f * spf for f, _ in parts], [1.0] * len(parts))
+        return StreamEvent(
+            kind,  # type: ignore[arg-type]
+            " ".join(part.text for part in parts if part.text),
+            self._utterance,
+            round(self._utterance_start * spf, 3),
+            round(self._frames * spf, 3),
+            [word for part in parts for word in part.words],
+        )
 
-    def _read(self, path: torch.Tensor, log_probs: torch.Tensor) -> DecodedUtterance:
-        return utterance_from_path(path, log_probs, self.recognizer.tokenizer, self.recognizer.seconds_per_frame)
-
-    def _event(self, kind: str, decoded) -> StreamEvent:
+    def _read(self, path: torch.Tensor, log_probs: torch.Tensor, first_frame: int) -> DecodedUtterance:
+        """Frames ``first_frame`` onwards of the current utterance, word times from the start of the stream."""
         spf = self.recognizer.seconds_per_frame
-        start = self._utterance_start * spf
-        shifted = join_utterances([decoded], [start], [1.0])
-        end = round(self._frames * spf, 3)
-        return StreamEvent(kind, shifted.text, self._utterance, round(start, 3), end, shifted.words)  # type: ignore[arg-type]
+        decoded = utterance_from_path(path, log_probs, self.recognizer.tokenizer, spf)
+        return join_utterances([decoded], [(self._utterance_start + first_frame) * spf], [1.0])
 
     def _after_step(self) -> list[StreamEvent]:
         # The greedy path's letters decide everything here; text, word times and confidences are read off it
@@ -320,14 +323,14 @@ class StreamingSession:
         if tokens.tolist() == self._last_tokens:
             return []
         self._last_tokens = tokens.tolist()
-        return [self._event("partial", self._decoded())]
+        return [self._event("partial")]
 
     def _finalise(self) -> list[StreamEvent]:
         events = []
         if self._log_probs:
-            decoded = self._decoded()
-            if decoded.text:
-                events.append(self._event("final", decoded))
+            final = self._event("final")
+            if final.text:
+                events.append(final)
                 self._utterance += 1
         self._restart()
         return events
