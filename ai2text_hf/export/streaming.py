@@ -43,7 +43,8 @@ def export_streaming_onnx(
     context to ``path`` (int8 dynamic quantization with ``quantize``, as ``ai2text export --quantize int8``).
 
     Inputs: ``features`` (1, frames, columns), up to ``subsampling_factor * chunk_frames`` frames (the last chunk of
-    a stream may be shorter), and the state (:func:`initial_state`); outputs: ``logits`` and the next state.
+    a stream may be shorter), and the state (:attr:`OnnxStreamingStep.initial` at the start); outputs: ``logits`` and
+    the next state. The graph records ``chunk_frames`` and ``left_chunks`` in its metadata.
     """
     if left_chunks < 1:
         raise ValueError(f"left_chunks must be at least 1 for the ONNX step (a cache to carry), got {left_chunks}")
