@@ -148,7 +148,8 @@ class StreamHub:
             pass  # the client left: nobody to tell
 
     async def _stream(self, websocket: WebSocket) -> None:
-        loaded, rate = self._parameters(websocket.query_params)
+        loaded = self._model(websocket.query_params)
+        rate = loaded.sampling_rate
         session = await asyncio.get_running_loop().run_in_executor(self._pool, self._session, loaded)
         await websocket.send_json(
             {
@@ -177,7 +178,8 @@ class StreamHub:
             raise ending
         await websocket.close(CloseCode.NORMAL)
 
-    def _parameters(self, query: QueryParams) -> tuple[LoadedModel, int]:
+    def _model(self, query: QueryParams) -> LoadedModel:
+        """The model the query names, once its parameters are checked."""
         unknown = sorted(set(query) - set(PARAMETERS))
         if unknown:
             raise StreamClosed(
@@ -197,7 +199,7 @@ class StreamHub:
                 f"sample_rate={rate}: model {loaded.name!r} hears {loaded.sampling_rate} Hz audio. Resample to it "
                 "before sending (the page at / does it in the browser).",
             )
-        return loaded, loaded.sampling_rate
+        return loaded
 
     @staticmethod
     def _session(loaded: LoadedModel) -> StreamingSession:

@@ -320,9 +320,10 @@ class StreamingSession:
             silence = (len(path) - 1 - int(torch.nonzero(path != self._blank)[-1])) * spf
         if silence * 1000 >= self.options.endpoint_silence_ms or len(path) * spf >= self.options.max_utterance_s:
             return self._finalise()
-        if tokens.tolist() == self._last_tokens:
+        letters = tokens.tolist()
+        if letters == self._last_tokens:
             return []
-        self._last_tokens = tokens.tolist()
+        self._last_tokens = letters
         return [self._event("partial")]
 
     def _finalise(self) -> list[StreamEvent]:
